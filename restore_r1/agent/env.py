@@ -1,0 +1,311 @@
+"""Episodes of tool calls: apply a tool per step until STOP, scored by a judge.
+
+The expensive calls are the tools, the encoder and the judge. Inside a GRPO group the G
+trajectories start from the same image and share prefixes (many pick the same first tool), so
+every result is cached by the digest of its input image (:func:`restore_r1.images.image_digest`):
+tool outputs under (digest, tool name), features and judge scores under the digest. Trajectories
+are run in lockstep so that the encoder and the judge see one batch per step across all of them.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from restore_r1.agent.grpo import step_rewards
+from restore_r1.agent.policy import STOP, Policy
+from restore_r1.images import check_rgb, image_digest
+
+#: Default number of entries a cache keeps before evicting the least recently used.
+DEFAULT_CACHE_ENTRIES = 4096
+
+
+class _LRU:
+    """An ordered dict with hit/miss counters and least-recently-used eviction."""
+
+    def __init__(self, max_entries: int) -> None:
+        if max_entries < 1:
+            raise ValueError(f"cache max_entries must be >= 1, got {max_entries}")
+        self.max_entries = max_entries
+        self._data: OrderedDict = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def lookup(self, key):
+        if key in self._data:
+            self._data.move_to_end(key)
+            self.hits += 1
+            return True, self._data[key]
+        self.misses += 1
+        return False, None
+
+    def store(self, key, value) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self.max_entries:
+            self._data.popitem(last=False)
+
+    @property
+    def hit_rate(self) -> float:
+        """hits / (hits + misses), 0.0 before any lookup."""
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+    def reset_counters(self) -> None:
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class ToolCache(_LRU):
+    """Tool outputs keyed by (input image digest, tool name); stores the output and its digest.
+
+    Args:
+        max_entries: least recently used entries beyond this are dropped.
+    """
+
+    def __init__(self, max_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
+        super().__init__(max_entries)
+
+    def apply(self, tool_name: str, tool: Callable[[np.ndarray], np.ndarray], image: np.ndarray, digest: str | None = None) -> tuple[np.ndarray, str]:
+        """``tool(image)`` (uint8 RGB H×W×3), computed once per (digest, tool name).
+
+        Returns:
+            ``(output, output_digest)``; the output array is shared, never modify it.
+        """
+        digest = image_digest(image) if digest is None else digest
+        found, value = self.lookup((digest, tool_name))
+        if found:
+            return value
+        out = check_rgb(tool(image), name=f"output of tool {tool_name!r}")
+        out.setflags(write=False)
+        value = (out, image_digest(out))
+        self.store((digest, tool_name), value)
+        return value
+
+
+class DigestCache(_LRU):
+    """Per-image values (features, judge scores) keyed by image digest, computed in batches.
+
+    Args:
+        compute: maps a list of images to a list (or array) of values, one per image.
+        max_entries: least recently used entries beyond this are dropped.
+    """
+
+    def __init__(self, compute: Callable[[list[np.ndarray]], Sequence], max_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
+        super().__init__(max_entries)
+        self.compute = compute
+
+    def get_many(self, images: Sequence[np.ndarray], digests: Sequence[str] | None = None) -> list:
+        """The value of each image; the missing ones (deduplicated) go to ``compute`` in one call."""
+        digests = [image_digest(im) for im in images] if digests is None else list(digests)
+        values: list = [None] * len(images)
+        todo: dict[str, list[int]] = {}
+        for i, d in enumerate(digests):
+            if d in todo:  # a duplicate of an image already queued in this call
+                self.hits += 1
+                todo[d].append(i)
+                continue
+            found, value = self.lookup(d)
+            if found:
+                values[i] = value
+            else:
+                todo[d] = [i]
+        if todo:
+            batch = [images[idx[0]] for idx in todo.values()]
+            computed = list(self.compute(batch))
+            if len(computed) != len(batch):
+                raise ValueError(f"cache compute returned {len(computed)} values for {len(batch)} images")
+            for (d, idx), value in zip(todo.items(), computed):
+                self.store(d, value)
+                for i in idx:
+                    values[i] = value
+        return values
+
+
+def feature_cache(encoder, max_entries: int = DEFAULT_CACHE_ENTRIES) -> DigestCache:
+    """A :class:`DigestCache` of ``encoder.encode`` rows (float32 [D] each)."""
+
+    def compute(images: list[np.ndarray]) -> list[np.ndarray]:
+        feats = np.asarray(encoder.encode(images), dtype=np.float32)
+        if feats.ndim != 2 or feats.shape[0] != len(images):
+            raise ValueError(f"encoder {encoder.name!r} returned shape {feats.shape} for {len(images)} images")
+        return list(feats)
+
+    return DigestCache(compute, max_entries)
+
+
+def score_cache(judge, max_entries: int = DEFAULT_CACHE_ENTRIES) -> DigestCache:
+    """A :class:`DigestCache` of ``judge.score`` values (floats, higher is better)."""
+
+    def compute(images: list[np.ndarray]) -> list[float]:
+        return [float(s) for s in judge.score(images)]
+
+    return DigestCache(compute, max_entries)
+
+
+@dataclass
+class EnvCaches:
+    """The three caches an episode uses; share one across a training run."""
+
+    tools: ToolCache = field(default_factory=ToolCache)
+    features: DigestCache | None = None
+    scores: DigestCache | None = None
+
+    def bind(self, encoder, judge) -> EnvCaches:
+        """Creates the feature/score caches on first use."""
+        if self.features is None:
+            self.features = feature_cache(encoder)
+        if self.scores is None:
+            self.scores = score_cache(judge)
+        return self
+
+
+@dataclass
+class Trajectory:
+    """One episode.
+
+    Attributes:
+        actions: the decisions, tool indices and finally STOP (= number of tools) unless the
+            episode hit ``max_steps``; one per decision.
+        action_names: the same as names ("STOP" for stop).
+        log_probs: log π(a_t | s_t) of each decision under the acting policy.
+        features: float32 [decisions, D] encoder features of the image each decision saw.
+        scores: judge scores Q(I_0), Q(I_1), ... (decisions + 1 values; STOP repeats the last).
+        rewards: r_t = Q(I_{t+1}) - Q(I_t) - c·[tool call], one per decision.
+        final_image: uint8 RGB H×W×3 after the last tool (read-only when a tool ran).
+        steps: number of tool calls.
+    """
+
+    actions: list[int]
+    action_names: list[str]
+    log_probs: list[float]
+    features: np.ndarray
+    scores: list[float]
+    rewards: list[float]
+    final_image: np.ndarray
+    steps: int
+
+    @property
+    def ret(self) -> float:
+        """R = Σ_t r_t."""
+        return float(sum(self.rewards))
+
+    @property
+    def histories(self) -> list[list[int]]:
+        """The tool history seen at each decision (actions before it)."""
+        return [self.actions[:t] for t in range(len(self.actions))]
+
+    @property
+    def tools_called(self) -> list[str]:
+        """Names of the tools called, in order."""
+        return [n for n in self.action_names if n != STOP]
+
+
+def rollout_many(
+    policy: Policy,
+    encoder,
+    images: Sequence[np.ndarray],
+    tools: Mapping[str, Callable[[np.ndarray], np.ndarray]],
+    judge,
+    greedy: bool,
+    generator: torch.Generator | None = None,
+    tool_cost: float = 0.0,
+    caches: EnvCaches | None = None,
+) -> list[Trajectory]:
+    """Runs one episode per start image, in lockstep (one encoder and one judge batch per step).
+
+    Pass the same image G times to draw a GRPO group. Each episode stops at STOP or after
+    ``policy.config.max_steps`` tool calls.
+
+    Args:
+        policy: acts on the raw encoder features.
+        encoder: ``.encode(list of images) -> float32 [N, D]``.
+        images: start images, uint8 RGB H×W×3.
+        tools: name -> callable for every name in ``policy.config.tool_names``.
+        judge: ``.score(list of images) -> list of floats``, higher is better.
+        greedy: argmax actions (inference) or sampled ones (training).
+        generator: torch generator for sampling.
+        tool_cost: c in the reward.
+        caches: shared caches; a fresh set when None.
+
+    Returns:
+        one :class:`Trajectory` per start image, in order.
+    """
+    cfg = policy.config
+    missing = [name for name in cfg.tool_names if name not in tools]
+    if missing:
+        raise ValueError(f"tools {missing} of the policy are not in the tool set {sorted(tools)}")
+    caches = (caches or EnvCaches()).bind(encoder, judge)
+    n = len(images)
+    current = [check_rgb(im, name=f"start image {i}") for i, im in enumerate(images)]
+    digests = [image_digest(im) for im in current]
+    actions: list[list[int]] = [[] for _ in range(n)]
+    log_probs: list[list[float]] = [[] for _ in range(n)]
+    feats: list[list[np.ndarray]] = [[] for _ in range(n)]
+    scores: list[list[float]] = [[s] for s in caches.scores.get_many(current, digests)]
+    active = list(range(n))
+    while active:
+        # The decision at step max_steps can only be STOP (log-prob 0): end without asking.
+        active = [i for i in active if len(actions[i]) < cfg.max_steps]
+        if not active:
+            break
+        batch_feats = caches.features.get_many([current[i] for i in active], [digests[i] for i in active])
+        with torch.no_grad():
+            chosen, logp = policy.act(
+                np.stack(batch_feats), [actions[i] for i in active], greedy=greedy, generator=generator
+            )
+        moved = []
+        for j, i in enumerate(active):
+            a = int(chosen[j])
+            actions[i].append(a)
+            log_probs[i].append(float(logp[j]))
+            feats[i].append(batch_feats[j])
+            if a == cfg.stop_action:
+                scores[i].append(scores[i][-1])
+            else:
+                name = cfg.tool_names[a]
+                current[i], digests[i] = caches.tools.apply(name, tools[name], current[i], digests[i])
+                moved.append(i)
+        if moved:
+            new_scores = caches.scores.get_many([current[i] for i in moved], [digests[i] for i in moved])
+            for i, s in zip(moved, new_scores):
+                scores[i].append(s)
+        active = [i for i in active if actions[i][-1] != cfg.stop_action]
+    out = []
+    for i in range(n):
+        calls = [a != cfg.stop_action for a in actions[i]]
+        out.append(
+            Trajectory(
+                actions=actions[i],
+                action_names=[cfg.action_name(a) for a in actions[i]],
+                log_probs=log_probs[i],
+                features=np.stack(feats[i]).astype(np.float32) if feats[i] else np.zeros((0, cfg.feature_dim), np.float32),
+                scores=scores[i],
+                rewards=step_rewards(scores[i], calls, tool_cost),
+                final_image=current[i],
+                steps=sum(calls),
+            )
+        )
+    return out
+
+
+def rollout(
+    policy: Policy,
+    encoder,
+    image: np.ndarray,
+    tools: Mapping[str, Callable[[np.ndarray], np.ndarray]],
+    judge,
+    greedy: bool = True,
+    generator: torch.Generator | None = None,
+    tool_cost: float = 0.0,
+    caches: EnvCaches | None = None,
+) -> Trajectory:
+    """One episode from ``image`` (uint8 RGB H×W×3); see :func:`rollout_many`."""
+    return rollout_many(policy, encoder, [image], tools, judge, greedy, generator, tool_cost, caches)[0]

@@ -1,0 +1,427 @@
+"""The GRPO training loop (see :mod:`restore_r1.agent.grpo` for the objective).
+
+Per update u:
+
+1. draw ``batch_images`` images (numpy Generator), each repeated G times;
+2. roll the current policy out on them, sampling actions (torch Generator), in lockstep; the
+   judge scores every visited image (cached by digest) and gives the step rewards;
+3. group advantages A_i from the returns of each image's G trajectories;
+4. μ epochs of full-batch gradient steps on :func:`grpo_loss` (π_old = the policy that acted,
+   π_ref = the initial policy), each with the gradient norm clipped;
+5. one line of ``train_log.jsonl``; every ``checkpoint_every`` updates a resumable checkpoint.
+
+Training reads only the degraded (``lq``) images of a data set, never the ground truth.
+Randomness comes from Generators derived from ``config.seed``; the global RNGs are untouched.
+A checkpoint holds the policy, the reference policy, the optimiser state, both generators'
+states and the update index, so a killed run resumed from it ends with exactly the weights of an
+uninterrupted run (the caches are rebuilt; they only save time).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from restore_r1.agent.env import EnvCaches, Trajectory, rollout_many
+from restore_r1.agent.grpo import GRPOConfig, grpo_loss, group_advantages
+from restore_r1.agent.policy import Policy, PolicyConfig, _replace_dir, load_policy, save_policy
+from restore_r1.images import atomic_write_bytes, check_rgb, image_digest, read_image
+
+#: Files and folders inside ``out_dir``.
+LOG_FILE = "train_log.jsonl"
+CHECKPOINTS_DIR = "checkpoints"
+LATEST_FILE = "latest"
+POLICY_DIR = "policy"
+#: Version of the trainer checkpoint layout.
+TRAINER_FORMAT_VERSION = 1
+#: Offsets added to ``config.seed`` for each independent random stream.
+SEED_OFFSET_INIT, SEED_OFFSET_BATCHES, SEED_OFFSET_ACTIONS = 0, 1, 2
+#: Floor of a feature's std, relative to the mean std over all features: a feature that never
+#: varies in the statistics sample is not divided by ~0.
+STD_FLOOR_RELATIVE = 1e-2
+STD_FLOOR_ABSOLUTE = 1e-8
+#: GRPOConfig fields that may change between a run and its resumption.
+RESUMABLE_CHANGES = ("updates", "checkpoint_every", "keep_checkpoints")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        policy: the trained policy (also saved to ``policy_dir``).
+        out_dir: the run folder.
+        policy_dir: ``out_dir/policy``, the :func:`save_policy` checkpoint.
+        log_path: ``out_dir/train_log.jsonl``.
+        updates: number of updates the policy has had in total.
+        resumed_from: the update index the run resumed from, or None.
+        records: the log records written by this call.
+    """
+
+    policy: Policy
+    out_dir: Path
+    policy_dir: Path
+    log_path: Path
+    updates: int
+    resumed_from: int | None
+    records: list[dict] = field(default_factory=list)
+
+
+def load_lq_images(dataset_dir: str | os.PathLike) -> list[np.ndarray]:
+    """Reads the degraded images of a data set folder, in manifest order.
+
+    Each line of ``manifest.jsonl`` names its degraded image under ``"lq"`` (or ``"lq_path"``),
+    relative to the folder. Ground-truth entries are never read.
+
+    Returns:
+        uint8 RGB H×W×3 images.
+
+    Raises:
+        FileNotFoundError: no ``manifest.jsonl``.
+        ValueError: a line without an ``lq`` entry, or an empty manifest.
+        ImageError: an unreadable image.
+    """
+    root = Path(dataset_dir)
+    manifest = root / "manifest.jsonl"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest}: no such file; a data set folder holds manifest.jsonl and lq/*.png")
+    images = []
+    for lineno, line in enumerate(manifest.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{manifest}:{lineno}: not valid JSON ({exc})") from None
+        rel = entry.get("lq", entry.get("lq_path")) if isinstance(entry, dict) else None
+        if not isinstance(rel, str):
+            raise ValueError(f"{manifest}:{lineno}: no 'lq' image path in {line.strip()[:120]!r}")
+        path = Path(rel) if Path(rel).is_absolute() else root / rel
+        images.append(read_image(path))
+    if not images:
+        raise ValueError(f"{manifest}: no images listed")
+    return images
+
+
+def feature_statistics(
+    encoder,
+    images: Sequence[np.ndarray],
+    tools: Mapping[str, Callable[[np.ndarray], np.ndarray]],
+    caches: EnvCaches,
+) -> tuple[list[float], list[float]]:
+    """Per-feature mean and std over ``images`` and each tool applied once to each of them.
+
+    The policy sees the start images and the images one tool away from them most often; both
+    are in the sample (and land in the caches the rollouts use). A std below
+    ``STD_FLOOR_RELATIVE`` × the mean std is raised to that floor.
+    """
+    states, digests = [], []
+    for img in images:
+        d = image_digest(img)
+        states.append(img)
+        digests.append(d)
+        for name, tool in tools.items():
+            out, out_d = caches.tools.apply(name, tool, img, d)
+            states.append(out)
+            digests.append(out_d)
+    feats = np.stack(caches.features.get_many(states, digests)).astype(np.float64)
+    mean = feats.mean(axis=0)
+    std = feats.std(axis=0)
+    floor = max(STD_FLOOR_RELATIVE * float(std.mean()), STD_FLOOR_ABSOLUTE)
+    std = np.maximum(std, floor)
+    return mean.tolist(), std.tolist()
+
+
+def _flatten(trajectories: Sequence[Trajectory], advantages: torch.Tensor):
+    """Per-decision tensors of all trajectories: features, histories, actions, logp_old, A, weights."""
+    feats, histories, actions, logp_old, adv, weights = [], [], [], [], [], []
+    n_traj = len(trajectories)
+    for traj, a in zip(trajectories, advantages.tolist()):
+        t_i = len(traj.actions)
+        feats.append(traj.features)
+        histories.extend(traj.histories)
+        actions.extend(traj.actions)
+        logp_old.extend(traj.log_probs)
+        adv.extend([a] * t_i)
+        # 1/G Σ_i 1/T_i Σ_t (averaged over all groups): weight 1 / (n_traj · T_i) per step.
+        weights.extend([1.0 / (n_traj * t_i)] * t_i)
+    return (
+        torch.from_numpy(np.concatenate(feats)),
+        histories,
+        torch.tensor(actions, dtype=torch.long),
+        torch.tensor(logp_old, dtype=torch.float32),
+        torch.tensor(adv, dtype=torch.float32),
+        torch.tensor(weights, dtype=torch.float32),
+    )
+
+
+def grpo_update(
+    policy: Policy,
+    ref_policy: Policy,
+    optimizer: torch.optim.Optimizer,
+    trajectories: Sequence[Trajectory],
+    group_size: int,
+    config: GRPOConfig,
+) -> dict[str, float]:
+    """Group advantages, then μ epochs of clipped, grad-norm-clipped gradient steps.
+
+    Args:
+        trajectories: consecutive groups of ``group_size`` trajectories, one group per image.
+
+    Returns:
+        stats of the last epoch (see :func:`grpo_loss`) plus ``advantage_std`` and ``grad_norm``.
+    """
+    returns = torch.tensor([t.ret for t in trajectories], dtype=torch.float64).reshape(-1, group_size)
+    advantages = group_advantages(returns, config.adv_eps).reshape(-1)
+    features, histories, actions, logp_old, step_adv, weights = _flatten(trajectories, advantages)
+    with torch.no_grad():
+        logp_ref, _ = ref_policy.log_probs(features, histories, actions)
+    stats: dict[str, float] = {}
+    policy.train()
+    for _ in range(config.update_epochs):
+        logp_new, entropy = policy.log_probs(features, histories, actions)
+        loss, stats = grpo_loss(
+            logp_new, logp_old, logp_ref, step_adv, entropy,
+            clip_eps=config.clip_eps, kl_beta=config.kl_beta, entropy_coef=config.entropy_coef, weights=weights,
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+        optimizer.step()
+        stats["grad_norm"] = float(grad_norm)
+    policy.eval()
+    stats["advantage_std"] = float(advantages.std(unbiased=False))
+    return stats
+
+
+def train(
+    images: Sequence[np.ndarray] | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    encoder,
+    judge,
+    tools: Mapping[str, Callable[[np.ndarray], np.ndarray]],
+    config: GRPOConfig,
+    progress: bool = True,
+    resume: bool = True,
+    callback: Callable[[int, dict], None] | None = None,
+) -> TrainResult:
+    """Trains a tool-selection policy with GRPO against ``judge``.
+
+    Args:
+        images: uint8 RGB H×W×3 training images, or a data set folder (its ``lq`` images only).
+        out_dir: run folder: ``train_log.jsonl``, ``checkpoints/``, and the final ``policy/``.
+        encoder: frozen image encoder (``.name``, ``.dim``, ``.encode``, ``.config``).
+        judge: reward model (``.name``, ``.score``), higher is better.
+        tools: name -> callable ``uint8 RGB -> uint8 RGB``; the dict order is the action order.
+        config: hyper-parameters.
+        progress: show a tqdm bar.
+        resume: continue from the latest checkpoint in ``out_dir`` when there is one.
+        callback: called as ``callback(update_index, log_record)`` after each update (and its
+            checkpoint); an exception it raises stops training (tests use it to simulate a kill).
+
+    Returns:
+        a :class:`TrainResult`.
+
+    Raises:
+        ValueError: no images or tools, or a checkpoint made with other settings or data.
+    """
+    from tqdm.auto import tqdm
+
+    if isinstance(images, (str, os.PathLike)):
+        images = load_lq_images(images)
+    images = [check_rgb(im, name=f"training image {i}") for i, im in enumerate(images)]
+    if not images:
+        raise ValueError("train: no training images")
+    if not tools:
+        raise ValueError("train: no tools")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_root = out_dir / CHECKPOINTS_DIR
+    log_path = out_dir / LOG_FILE
+    data_digest = image_digest(np.frombuffer("".join(image_digest(im) for im in images).encode(), dtype=np.uint8))
+    caches = EnvCaches().bind(encoder, judge)
+
+    batch_rng = np.random.default_rng(config.seed + SEED_OFFSET_BATCHES)
+    action_gen = torch.Generator().manual_seed(config.seed + SEED_OFFSET_ACTIONS)
+    latest = _latest_checkpoint(ckpt_root) if resume else None
+    if latest is not None:
+        policy, ref_policy, optimizer, start = _load_checkpoint(latest, config, data_digest, batch_rng, action_gen)
+        _truncate_log(log_path, start)
+    else:
+        if ckpt_root.exists():
+            shutil.rmtree(ckpt_root)
+        log_path.unlink(missing_ok=True)
+        mean = std = None
+        if config.normalize_features:
+            sample_idx = np.random.default_rng(config.seed + SEED_OFFSET_INIT).permutation(len(images))[: config.norm_images]
+            mean, std = feature_statistics(encoder, [images[i] for i in sorted(sample_idx)], tools, caches)
+        policy_config = PolicyConfig(
+            encoder_name=encoder.name,
+            encoder_config=dict(encoder.config()),
+            feature_dim=int(encoder.dim),
+            tool_names=list(tools),
+            hidden_sizes=config.hidden_sizes,
+            max_steps=config.max_steps,
+            forbid_repeat=config.forbid_repeat,
+            feature_mean=mean,
+            feature_std=std,
+        )
+        policy = Policy(policy_config, generator=torch.Generator().manual_seed(config.seed + SEED_OFFSET_INIT))
+        ref_policy = copy.deepcopy(policy)
+        optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
+        start = 0
+    for p in ref_policy.parameters():
+        p.requires_grad_(False)
+    ref_policy.eval()
+    policy.eval()
+    if list(policy.config.tool_names) != list(tools):
+        raise ValueError(f"checkpoint tools {policy.config.tool_names} differ from the given tools {list(tools)}")
+
+    records: list[dict] = []
+    group = config.group_size
+    bar = tqdm(total=config.updates, initial=start, disable=not progress, desc="GRPO", unit="update")
+    try:
+        for update in range(start, config.updates):
+            t0 = time.perf_counter()
+            caches.tools.reset_counters()
+            n_batch = min(config.batch_images, len(images))
+            batch_idx = batch_rng.choice(len(images), size=n_batch, replace=False)
+            starts = [images[i] for i in batch_idx for _ in range(group)]
+            trajectories = rollout_many(
+                policy, encoder, starts, tools, judge, greedy=False, generator=action_gen,
+                tool_cost=config.tool_cost, caches=caches,
+            )
+            stats = grpo_update(policy, ref_policy, optimizer, trajectories, group, config)
+            record = {
+                "update": update + 1,
+                "mean_reward": float(np.mean([r for t in trajectories for r in t.rewards])),
+                "mean_return": float(np.mean([t.ret for t in trajectories])),
+                "mean_final_score": float(np.mean([t.scores[-1] for t in trajectories])),
+                "advantage_std": stats["advantage_std"],
+                "kl": stats["kl"],
+                "entropy": stats["entropy"],
+                "loss": stats["loss"],
+                "clip_frac": stats["clip_frac"],
+                "grad_norm": stats["grad_norm"],
+                "mean_steps": float(np.mean([t.steps for t in trajectories])),
+                "tool_cache_hit_rate": caches.tools.hit_rate,
+                "seconds": time.perf_counter() - t0,
+            }
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            records.append(record)
+            done = update + 1
+            if config.checkpoint_every and (done % config.checkpoint_every == 0 or done == config.updates):
+                _save_checkpoint(ckpt_root, done, policy, ref_policy, optimizer, config, data_digest, batch_rng, action_gen)
+            bar.update(1)
+            bar.set_postfix(ret=f"{record['mean_return']:.3f}", steps=f"{record['mean_steps']:.2f}", kl=f"{record['kl']:.4f}")
+            if callback is not None:
+                callback(update, record)
+    finally:
+        bar.close()
+    policy_dir = save_policy(policy, out_dir / POLICY_DIR)
+    return TrainResult(
+        policy=policy,
+        out_dir=out_dir,
+        policy_dir=policy_dir,
+        log_path=log_path,
+        updates=max(start, config.updates),
+        resumed_from=start if latest is not None else None,
+        records=records,
+    )
+
+
+# ------------------------------------------------------------------------------ checkpoints
+def _latest_checkpoint(ckpt_root: Path) -> Path | None:
+    pointer = ckpt_root / LATEST_FILE
+    if not pointer.is_file():
+        return None
+    path = ckpt_root / pointer.read_text().strip()
+    if not path.is_dir():
+        raise FileNotFoundError(f"{pointer} names {path}, which does not exist; delete {ckpt_root} to start afresh")
+    return path
+
+
+def _save_checkpoint(
+    ckpt_root: Path,
+    done: int,
+    policy: Policy,
+    ref_policy: Policy,
+    optimizer: torch.optim.Optimizer,
+    config: GRPOConfig,
+    data_digest: str,
+    batch_rng: np.random.Generator,
+    action_gen: torch.Generator,
+) -> Path:
+    """Writes ``checkpoints/update_NNNNNN/`` atomically, then points ``checkpoints/latest`` at it."""
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    name = f"update_{done:06d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=ckpt_root))
+    try:
+        save_policy(policy, tmp / "policy")
+        save_policy(ref_policy, tmp / "reference")
+        torch.save({"optimizer": optimizer.state_dict(), "action_generator": action_gen.get_state()}, tmp / "trainer_state.pt")
+        state = {
+            "format_version": TRAINER_FORMAT_VERSION,
+            "update": done,
+            "config": config.to_dict(),
+            "data_digest": data_digest,
+            "batch_rng": batch_rng.bit_generator.state,
+        }
+        (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2) + "\n")
+        _replace_dir(tmp, ckpt_root / name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    atomic_write_bytes(ckpt_root / LATEST_FILE, (name + "\n").encode())
+    kept = sorted(p for p in ckpt_root.glob("update_*") if p.is_dir())
+    for old in kept[: -config.keep_checkpoints]:
+        shutil.rmtree(old, ignore_errors=True)
+    return ckpt_root / name
+
+
+def _load_checkpoint(
+    path: Path,
+    config: GRPOConfig,
+    data_digest: str,
+    batch_rng: np.random.Generator,
+    action_gen: torch.Generator,
+) -> tuple[Policy, Policy, torch.optim.Optimizer, int]:
+    """Restores policy, reference, optimiser and generators (in place); returns the update index."""
+    state = json.loads((path / "trainer_state.json").read_text())
+    if state.get("format_version") != TRAINER_FORMAT_VERSION:
+        raise ValueError(f"{path}: trainer checkpoint format {state.get('format_version')!r} is not supported")
+    saved = GRPOConfig.from_dict(state["config"]).to_dict()
+    current = config.to_dict()
+    changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
+    if changed:
+        diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
+        raise ValueError(f"{path}: cannot resume with different settings ({diffs}); use another out_dir or resume=False")
+    if state["data_digest"] != data_digest:
+        raise ValueError(f"{path}: the training images differ from those of the checkpointed run; use another out_dir or resume=False")
+    policy = load_policy(path / "policy")
+    ref_policy = load_policy(path / "reference")
+    optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
+    blobs = torch.load(path / "trainer_state.pt", weights_only=True)
+    optimizer.load_state_dict(blobs["optimizer"])
+    action_gen.set_state(blobs["action_generator"])
+    batch_rng.bit_generator.state = state["batch_rng"]
+    return policy, ref_policy, optimizer, int(state["update"])
+
+
+def _truncate_log(log_path: Path, upto: int) -> None:
+    """Drops log lines of updates after ``upto`` (written by a run killed before its checkpoint)."""
+    if not log_path.is_file():
+        return
+    kept = [line for line in log_path.read_text().splitlines() if line.strip() and json.loads(line)["update"] <= upto]
+    atomic_write_bytes(log_path, "".join(line + "\n" for line in kept).encode())
