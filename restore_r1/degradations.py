@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -522,7 +522,8 @@ def rain(img: np.ndarray, rng: np.random.Generator, value: int, length: int, ang
     Args:
         img: uint8 RGB, H×W×3.
         rng: source of the streak seeds.
-        value: density, 0..100 (about value/256 % of pixels seed a streak).
+        value: density: a pixel seeds a streak with probability value/25600 (SPEC: 50..99,
+            i.e. 0.20–0.39 % of pixels); 0..25600.
         length: streak length in pixels (kernel size).
         angle: streak angle in degrees (0 = vertical).
 
@@ -614,12 +615,17 @@ def apply_degradation(
 # --- the 15 cases (SPEC §3, paper Table 4) --------------------------------------------------------
 
 
+#: The settings of Table 4, in order.
+SETTINGS: tuple[str, ...] = ("I", "II", "III", "IV")
+
+
 @dataclass(frozen=True)
 class Case:
     """One evaluation case: degradations applied in the listed order.
 
     Attributes:
         number: 1..15.
+        name: the degradations joined by "+", e.g. ``"dark+noise"``.
         setting: "I".."IV", the group of Table 4 the case is averaged in.
         degradations: names from ``DEGRADATION_TYPES``, in application order.
     """
@@ -627,11 +633,15 @@ class Case:
     number: int
     setting: str
     degradations: tuple[str, ...]
+    #: the degradations joined by "+", e.g. ``"dark+noise"`` (derived, not passed).
+    name: str = field(init=False)
 
-    @property
-    def name(self) -> str:
-        """The degradations joined by "+", e.g. ``"dark+noise"``."""
-        return "+".join(self.degradations)
+    def __post_init__(self) -> None:
+        for n in self.degradations:
+            DEGRADATIONS.get(n)  # KeyError for a misspelt name
+        if self.setting not in SETTINGS:
+            raise ValueError(f"case {self.number}: unknown setting {self.setting!r}; use one of {SETTINGS}")
+        object.__setattr__(self, "name", "+".join(self.degradations))
 
 
 #: The 15 cases of SPEC §3 (paper Table 4), by number.
@@ -655,8 +665,6 @@ CASES: dict[int, Case] = {
         Case(15, "IV", ("rain", "motion_blur", "defocus_blur", "noise", "jpeg")),
     )
 }
-#: The settings, in order.
-SETTINGS: tuple[str, ...] = ("I", "II", "III", "IV")
 
 
 def get_case(number: int) -> Case:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
@@ -338,6 +339,16 @@ def test_case_table_matches_spec():
     per_setting = {s: [c.number for c in D.CASES.values() if c.setting == s] for s in D.SETTINGS}
     assert per_setting == {"I": [1, 2, 3, 4, 5], "II": [6, 7, 8], "III": [9, 10, 11, 12], "IV": [13, 14, 15]}
     assert all(n in DEGRADATION_TYPES for c in D.CASES.values() for n in c.degradations)
+    assert dataclasses.asdict(D.CASES[2]) == {
+        "number": 2, "setting": "I", "degradations": ("defocus_blur", "jpeg"), "name": "defocus_blur+jpeg"
+    }  # fmt: skip
+
+
+def test_case_rejects_unknown_parts():
+    with pytest.raises(KeyError, match="haze"):
+        D.Case(99, "I", ("hazy",))
+    with pytest.raises(ValueError, match="setting"):
+        D.Case(99, "V", ("haze",))
 
 
 def test_apply_case_records_prior_or_given_depth(photo):
