@@ -184,3 +184,8 @@ def timed(fn: Callable[..., MethodResult], img: np.ndarray, **kwargs: object) ->
     result = fn(img, **kwargs)
     result.seconds = time.perf_counter() - start
     return result
+
+
+#: The ``fixed`` baseline's tool per degradation type (chosen from bench/results/tools.md as the
+#: best own-degradation PSNR gain per type); types missing here take the first available tool.
+FIXED_PREFERRED: dict[str, str] = {}

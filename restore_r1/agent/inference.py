@@ -1,0 +1,139 @@
+"""Deterministic inference: load a trained policy with its encoder, tools and judge, restore images.
+
+Where a policy comes from, in order: an explicit path (``--policy``), ``$RESTORE_R1_POLICY``, the
+default policy shipped inside the package (``restore_r1/data/default_policy``). ``registry://``
+and ``s3://`` URIs are resolved by :mod:`restore_r1.registry`.
+
+The policy's tools must all be available here (a missing one is an error naming it). Tools that
+are available but unknown to the policy (e.g. a paper tool whose weights were added after
+training) are simply not used: the policy can only pick tools it was trained with.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from restore_r1.errors import WeightsNotFoundError
+
+#: The default policy shipped inside the package (trained by ``make default-policy``).
+DEFAULT_POLICY_DIR = Path(__file__).resolve().parent.parent / "data" / "default_policy"
+#: Environment variable naming a policy folder or registry URI.
+POLICY_ENV = "RESTORE_R1_POLICY"
+#: URI schemes handled by the model registry.
+REGISTRY_SCHEMES = ("registry://", "s3://")
+
+
+def resolve_policy(spec: str | os.PathLike | None = None) -> Path:
+    """The policy folder for ``spec`` (path or registry URI), ``$RESTORE_R1_POLICY`` or the default.
+
+    Raises:
+        WeightsNotFoundError: the folder does not exist; the message says how to supply one.
+    """
+    raw = str(spec) if spec is not None else os.environ.get(POLICY_ENV)
+    if raw and raw.startswith(REGISTRY_SCHEMES):
+        try:
+            from restore_r1.registry import pull_policy
+        except ImportError:
+            raise WeightsNotFoundError(f"policy {raw}: registry URIs need restore_r1.registry, which this build lacks") from None
+        return pull_policy(raw)
+    path = Path(raw).expanduser() if raw else DEFAULT_POLICY_DIR
+    if not path.is_dir():
+        origin = "--policy" if spec is not None else (f"${POLICY_ENV}" if raw else "the packaged default")
+        raise WeightsNotFoundError(
+            f"policy folder {path} ({origin}) not found; train one with `restore-r1 train` and pass "
+            f"--policy DIR, or set ${POLICY_ENV}"
+        )
+    return path
+
+
+def available_tool_map(names: list[str] | None = None) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """name -> tool for ``names`` (default: every available tool, catalogue order).
+
+    Raises:
+        ValueError: a named tool is unavailable here; the message gives each reason.
+    """
+    from restore_r1.tools import get_tool, list_tools
+
+    if names is None:
+        return {t.name: t for t in list_tools(available_only=True)}
+    tools, missing = {}, []
+    for name in names:
+        tool = get_tool(name)
+        ok, reason = tool.availability()
+        if ok:
+            tools[name] = tool
+        else:
+            missing.append(f"{name} ({reason})")
+    if missing:
+        raise ValueError(f"the policy needs tools that are unavailable here: {'; '.join(missing)}")
+    return tools
+
+
+@dataclass
+class RestoreResult:
+    """One restored image.
+
+    Attributes:
+        image: uint8 RGB H×W×3.
+        tools: tool names in the order applied.
+        scores: judge score of the input and after each tool (len(tools) + 1 values).
+        seconds: wall-clock time of the whole episode (encoder, policy, tools, judge).
+    """
+
+    image: np.ndarray
+    tools: list[str]
+    scores: list[float]
+    seconds: float
+
+
+@dataclass
+class Agent:
+    """A loaded policy with everything it needs to run."""
+
+    policy: object
+    encoder: object
+    judge: object
+    tools: Mapping[str, Callable[[np.ndarray], np.ndarray]]
+    policy_dir: Path | None = None
+    max_steps: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, policy: str | os.PathLike | None = None, judge: str | object = "default", max_steps: int | None = None) -> Agent:
+        """Loads a policy folder (see :func:`resolve_policy`) with its encoder, tools and a judge.
+
+        Args:
+            policy: path or registry URI; None for ``$RESTORE_R1_POLICY`` or the default.
+            judge: judge name (``restore_r1.judges``) or a judge object.
+            max_steps: cap on tool calls per image; None keeps the policy's own.
+        """
+        from restore_r1.agent.policy import load_policy
+        from restore_r1.encoders import create_encoder
+        from restore_r1.judges import create_judge
+
+        folder = resolve_policy(policy)
+        pol = load_policy(folder)
+        tools = available_tool_map(list(pol.config.tool_names))
+        if max_steps is not None and not 0 <= max_steps <= pol.config.max_steps:
+            raise ValueError(f"max_steps {max_steps} must be between 0 and the policy's {pol.config.max_steps}")
+        config = dict(pol.config.encoder_config)
+        name = config.pop("name", pol.config.encoder_name)
+        encoder = create_encoder(name, **config)
+        judge_obj = create_judge(judge) if isinstance(judge, str) else judge
+        return cls(policy=pol, encoder=encoder, judge=judge_obj, tools=tools, policy_dir=folder, max_steps=max_steps)
+
+    def restore(self, img: np.ndarray) -> RestoreResult:
+        """Runs one deterministic (argmax) episode on a uint8 RGB H×W×3 image."""
+        from restore_r1.agent.env import rollout
+
+        start = time.perf_counter()
+        traj = rollout(self.policy, self.encoder, img, self.tools, self.judge, greedy=True, max_steps=self.max_steps)
+        seconds = time.perf_counter() - start
+        scores = [float(s) for s in traj.scores[: traj.steps + 1]]
+        return RestoreResult(image=traj.final_image, tools=traj.tools_called, scores=scores, seconds=seconds)
