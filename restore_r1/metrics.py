@@ -35,6 +35,7 @@ against the same model (without the quirk) give about 12.2; see ``tests/test_met
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import math
@@ -348,7 +349,9 @@ def _load_pyiqa(info: MetricInfo, device: str) -> Callable[..., Any]:
     import pyiqa
     import torch
 
-    model = pyiqa.create_metric(info.pyiqa_name, as_loss=False, device=torch.device(device))
+    # pyiqa prints "Loading pretrained model ..." on stdout; keep stdout for results (--json).
+    with contextlib.redirect_stdout(sys.stderr):
+        model = pyiqa.create_metric(info.pyiqa_name, as_loss=False, device=torch.device(device))
 
     def score(x: Any, ref: Any = None) -> Any:
         with torch.no_grad():
