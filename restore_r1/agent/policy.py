@@ -64,6 +64,8 @@ class PolicyConfig:
         forbid_repeat: mask the tool called at the previous step (default on).
         feature_mean: per-dimension mean subtracted from the features (D floats), or None.
         feature_std: per-dimension std the features are divided by (D floats, > 0), or None.
+        extra: free-form JSON metadata kept in ``policy.json`` (the trainer records the judge
+            and the GRPO settings here); not used by the network.
     """
 
     encoder_name: str

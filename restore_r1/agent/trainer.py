@@ -225,7 +225,8 @@ def train(
         tools: name -> callable ``uint8 RGB -> uint8 RGB``; the dict order is the action order.
         config: hyper-parameters.
         progress: show a tqdm bar.
-        resume: continue from the latest checkpoint in ``out_dir`` when there is one.
+        resume: continue from the latest checkpoint in ``out_dir`` when there is one; False
+            starts afresh, deleting ``out_dir``'s old checkpoints and log.
         callback: called as ``callback(update_index, log_record)`` after each update (and its
             checkpoint); an exception it raises stops training (tests use it to simulate a kill).
 
@@ -275,6 +276,7 @@ def train(
             forbid_repeat=config.forbid_repeat,
             feature_mean=mean,
             feature_std=std,
+            extra={"judge": getattr(judge, "name", type(judge).__name__), "grpo": config.to_dict()},
         )
         policy = Policy(policy_config, generator=torch.Generator().manual_seed(config.seed + SEED_OFFSET_INIT))
         ref_policy = copy.deepcopy(policy)
