@@ -8,8 +8,6 @@ at least two tools that run here) from :mod:`restore_r1.tools.classic`, chosen b
 
 from __future__ import annotations
 
-import numpy as np
-
 from restore_r1 import DEGRADATION_TYPES
 from restore_r1.tools import classic
 from restore_r1.tools.base import TOOLS, Tool
@@ -21,12 +19,6 @@ __all__ = ["TOOLS", "Tool", "get_tool", "list_tools", "tool_info"]
 OWN_LICENCE = "Apache-2.0"
 
 
-def _zero_dce_pp(img: np.ndarray) -> np.ndarray:
-    from restore_r1.tools.zero_dce import enhance
-
-    return enhance(img)
-
-
 def embedded_tools() -> list[Tool]:
     """Tools that run here with no download, beyond the paper's brightening three."""
     f = "function"
@@ -36,17 +28,13 @@ def embedded_tools() -> list[Tool]:
         Tool("jpeg_dct_deblock", "jpeg", f, OWN_LICENCE, False, "shifted 8×8 DCT hard thresholding of luma (QF 20 table), guided chroma", fn=classic.jpeg_dct_deblock),
         Tool("jpeg_guided_deblock", "jpeg", f, OWN_LICENCE, False, "guided filter on luma, luma-guided chroma smoothing", fn=classic.jpeg_guided_deblock),
         Tool("dcp_dehaze", "haze", f, OWN_LICENCE, False, "dark channel prior with guided-filter transmission (He et al.)", fn=classic.dcp_dehaze),
-        Tool("clahe_dehaze", "haze", f, OWN_LICENCE, False, "percentile stretch + CLAHE on L of Lab", fn=classic.clahe_dehaze),
+        Tool("cap_dehaze", "haze", f, OWN_LICENCE, False, "colour attenuation prior depth, guided refinement (Zhu et al.)", fn=classic.cap_dehaze),
         Tool("wiener_motion_deblur", "motion_blur", f, OWN_LICENCE, False, "Wiener deconvolution, estimated one-sided motion kernel", fn=classic.wiener_motion_deblur),
         Tool("rl_motion_deblur", "motion_blur", f, OWN_LICENCE, False, "Richardson–Lucy (8 it.), estimated one-sided motion kernel", fn=classic.rl_motion_deblur),
         Tool("wiener_defocus_deblur", "defocus_blur", f, OWN_LICENCE, False, "Wiener deconvolution, disk radius chosen by gradient sparsity", fn=classic.wiener_defocus_deblur),
         Tool("unsharp_defocus", "defocus_blur", f, OWN_LICENCE, False, "unsharp masking (amount 1.0, σ 2.0)", fn=classic.unsharp_defocus),
         Tool("rain_opening", "rain", f, OWN_LICENCE, False, "bright thin streaks removed by a horizontal grey opening", fn=classic.rain_opening),
         Tool("rain_median", "rain", f, OWN_LICENCE, False, "detected streak pixels filled by a median of the opened image", fn=classic.rain_median),
-        Tool(
-            "zero_dce_pp", "dark", f, "MIT", False, "Zero-DCE++ curve estimation, weights shipped in the neuro-low-light wheel",
-            fn=_zero_dce_pp, requires=("neuro_low_light",), extra="lowlight",
-        ),
     ]
 
 

@@ -51,11 +51,11 @@ DCP_T_MIN = 0.1
 DCP_TOP_FRACTION = 0.001
 DCP_GUIDED_RADIUS = 40
 DCP_GUIDED_EPS = 1e-3
-#: Contrast restoration: CLAHE on L of Lab plus a linear stretch of each channel.
-HAZE_CLAHE_CLIP = 1.0
-HAZE_CLAHE_GRID = (8, 8)
-HAZE_STRETCH_PERCENTILES = (0.5, 99.5)
-
+#: Colour attenuation prior: the paper's learned linear depth model and scattering β.
+CAP_THETA = (0.121779, 0.959710, -0.780245)
+CAP_BETA = 1.0
+CAP_PATCH = 15
+CAP_T_MIN = 0.1
 # --- deblurring --------------------------------------------------------------------------------------
 #: Angles tried when estimating the motion direction, degrees in [-90, 90).
 MOTION_ANGLES = tuple(range(-90, 90, 3))
@@ -310,20 +310,35 @@ def dcp_dehaze(
     return _to_uint8(out)
 
 
-def clahe_dehaze(
+def cap_dehaze(
     img: np.ndarray,
-    clip_limit: float = HAZE_CLAHE_CLIP,
-    tile_grid: tuple[int, int] = HAZE_CLAHE_GRID,
-    percentiles: tuple[float, float] = HAZE_STRETCH_PERCENTILES,
+    coefficients: tuple[float, float, float] = CAP_THETA,
+    beta: float = CAP_BETA,
+    patch: int = CAP_PATCH,
+    t_min: float = CAP_T_MIN,
+    top_fraction: float = DCP_TOP_FRACTION,
+    radius: int = DCP_GUIDED_RADIUS,
+    eps: float = DCP_GUIDED_EPS,
 ) -> np.ndarray:
-    """Contrast restoration: per-channel percentile stretch, then CLAHE on L of Lab."""
-    x = img.astype(np.float32)
-    lo = np.percentile(x.reshape(-1, 3), percentiles[0], axis=0).astype(np.float32)
-    hi = np.percentile(x.reshape(-1, 3), percentiles[1], axis=0).astype(np.float32)
-    stretched = np.clip((x - lo) / np.maximum(hi - lo, 1.0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    lab = cv2.cvtColor(stretched, cv2.COLOR_RGB2LAB)
-    lab[:, :, 0] = cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=tile_grid).apply(lab[:, :, 0])
-    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+    """Colour attenuation prior dehazing (Zhu, Mai, Shao, TIP 2015).
+
+    Scene depth is linear in value and saturation, ``d = θ0 + θ1·v − |θ2|·s``; it is eroded
+    (local minimum) and refined by a guided filter; ``t = exp(−β·d)``; the airlight is the mean
+    colour of the deepest ``top_fraction`` of pixels.
+    """
+    x = _to_float(img)
+    hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)
+    theta0, theta1, theta2 = coefficients
+    depth = theta0 + theta1 * hsv[:, :, 2] + theta2 * hsv[:, :, 1]
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (patch, patch))
+    depth = cv2.erode(depth, kernel, borderType=cv2.BORDER_REFLECT)
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    depth = guided_filter(grey, depth, radius, eps)
+    n = max(1, int(depth.size * top_fraction))
+    idx = np.argpartition(depth.ravel(), -n)[-n:]
+    airlight = np.maximum(x.reshape(-1, 3)[idx].mean(axis=0), np.float32(1e-3)).astype(np.float32)
+    t = np.clip(np.exp(-beta * depth), t_min, 1.0).astype(np.float32)
+    return _to_uint8((x - airlight) / t[:, :, None] + airlight)
 
 
 # ===================================================================================================
