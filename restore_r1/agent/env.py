@@ -218,6 +218,7 @@ def rollout_many(
     generator: torch.Generator | None = None,
     tool_cost: float = 0.0,
     caches: EnvCaches | None = None,
+    max_steps: int | None = None,
 ) -> list[Trajectory]:
     """Runs one episode per start image, in lockstep (one encoder and one judge batch per step).
 
@@ -234,6 +235,8 @@ def rollout_many(
         generator: torch generator for sampling.
         tool_cost: c in the reward.
         caches: shared caches; a fresh set when None.
+        max_steps: stop after this many tool calls (at most the policy's ``max_steps``); with
+            greedy actions this equals the first ``max_steps`` calls of an uncapped episode.
 
     Returns:
         one :class:`Trajectory` per start image, in order.
@@ -242,6 +245,9 @@ def rollout_many(
     missing = [name for name in cfg.tool_names if name not in tools]
     if missing:
         raise ValueError(f"tools {missing} of the policy are not in the tool set {sorted(tools)}")
+    limit = cfg.max_steps if max_steps is None else int(max_steps)
+    if not 0 <= limit <= cfg.max_steps:
+        raise ValueError(f"max_steps {max_steps} must be between 0 and the policy's {cfg.max_steps}")
     caches = (caches or EnvCaches()).bind(encoder, judge)
     n = len(images)
     current = [check_rgb(im, name=f"start image {i}") for i, im in enumerate(images)]
@@ -253,7 +259,7 @@ def rollout_many(
     active = list(range(n))
     while active:
         # The decision at step max_steps can only be STOP (log-prob 0): end without asking.
-        active = [i for i in active if len(actions[i]) < cfg.max_steps]
+        active = [i for i in active if len(actions[i]) < limit]
         if not active:
             break
         batch_feats = caches.features.get_many([current[i] for i in active], [digests[i] for i in active])
@@ -306,6 +312,7 @@ def rollout(
     generator: torch.Generator | None = None,
     tool_cost: float = 0.0,
     caches: EnvCaches | None = None,
+    max_steps: int | None = None,
 ) -> Trajectory:
     """One episode from ``image`` (uint8 RGB H×W×3); see :func:`rollout_many`."""
-    return rollout_many(policy, encoder, [image], tools, judge, greedy, generator, tool_cost, caches)[0]
+    return rollout_many(policy, encoder, [image], tools, judge, greedy, generator, tool_cost, caches, max_steps)[0]

@@ -14,14 +14,17 @@ import sys
 from restore_r1 import __version__
 
 #: Command modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("synth", "tools", "score", "demo")
+COMMANDS: tuple[str, ...] = ("synth", "tools", "score", "train", "restore", "evaluate", "demo")
 
 EXIT_OK = 0
 EXIT_FAILED_ITEMS = 1  # the command ran, but some inputs failed (listed at the end)
 EXIT_ERROR = 2  # the command could not run (bad arguments, bad input, missing weights)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser; only the command named in ``argv`` (if any) gets its options built,
+    so ``restore-r1 tools`` does not pay for importing what ``restore-r1 train`` needs."""
+    chosen = next((a for a in (argv or []) if not a.startswith("-")), None)
     parser = argparse.ArgumentParser(prog="restore-r1", description="Restore-R1: efficient image restoration agents.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
@@ -30,13 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"restore_r1.cli.{module_name}")
         cmd = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         cmd.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-        module.add_arguments(cmd)
+        if chosen is None or chosen == module.NAME:
+            module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)
     try:

@@ -30,3 +30,48 @@ class BatchFailures:
         for _, message in self.failures:
             print(f"  {message}", file=sys.stderr)
         return 1
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer ≥ 0."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, low: int) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{value} must be ≥ {low}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a float > 0."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} must be > 0")
+    return value
+
+
+def name_list(text: str) -> list[str]:
+    """argparse type: comma-separated names, blanks dropped."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"{text!r} names nothing")
+    return names

@@ -14,30 +14,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from restore_r1.cli.common import BatchFailures
+from restore_r1.cli.common import BatchFailures, non_negative_int, positive_int
 
 NAME = "synth"
 HELP = "synthesise degraded/clean image pairs for the 15 cases"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be ≥ 1")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be ≥ 0")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,10 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", metavar="DIR", required=True, help="output folder (lq/, gt/, manifest.jsonl)")
     parser.add_argument("--cases", default="1-15", metavar="LIST", help="cases, e.g. 1,3,9-12 (default: 1-15)")
-    parser.add_argument("--per-case", type=_positive_int, default=1, metavar="N", help="pairs per image and case (default: 1)")
-    parser.add_argument("--seed", type=_non_negative_int, default=0, metavar="S", help="global seed (default: 0)")
+    parser.add_argument("--per-case", type=positive_int, default=1, metavar="N", help="pairs per image and case (default: 1)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, metavar="S", help="global seed (default: 0)")
     parser.add_argument(
-        "--crop", type=_positive_int, metavar="PX", help="random square crops of PX pixels (a shorter side is kept whole)"
+        "--crop", type=positive_int, metavar="PX", help="random square crops of PX pixels (a shorter side is kept whole)"
     )
     parser.add_argument("--depth", metavar="DIR", help="depth maps named after the images (.npy, .mat, .png) for haze")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -1,0 +1,72 @@
+"""``restore-r1 train``: GRPO training of a tool-selection policy against a perceptual judge.
+
+    restore-r1 train --data DIR --out DIR [--judge NAME] [--encoder NAME] [--tools a,b,...]
+                     [--group G] [--steps N] [--batch-images B] [--max-steps K] [--seed S] ...
+
+DIR is a data set written by ``restore-r1 synth``; only its degraded (``lq``) images are read —
+training sees neither clean images nor degradation labels. A killed run resumes from its last
+checkpoint in ``--out`` (``--no-resume`` starts over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from restore_r1.cli.common import name_list, non_negative_int, positive_float, positive_int
+
+NAME = "train"
+HELP = "train a tool-selection policy with GRPO (reads only the degraded images of a data set)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from restore_r1.agent.grpo import GRPOConfig
+
+    d = GRPOConfig()
+    parser.add_argument("--data", metavar="DIR", required=True, help="data set folder written by `restore-r1 synth`")
+    parser.add_argument("--out", metavar="DIR", required=True, help="run folder (log, checkpoints, final policy/)")
+    parser.add_argument("--judge", default="default", help="reward judge (default: the offline default; see bench/results/judges.md)")
+    parser.add_argument("--encoder", default="stats", help="frozen image encoder (default: stats)")
+    parser.add_argument("--tools", type=name_list, metavar="a,b,...", help="tools the policy may call (default: every available tool)")
+    parser.add_argument("--group", type=positive_int, default=d.group_size, metavar="G", help=f"trajectories per image (default {d.group_size})")
+    parser.add_argument("--steps", type=non_negative_int, default=d.updates, metavar="N", help=f"policy updates (default {d.updates})")
+    parser.add_argument("--batch-images", type=positive_int, default=d.batch_images, metavar="B", help=f"images per update (default {d.batch_images})")
+    parser.add_argument("--max-steps", type=positive_int, default=d.max_steps, metavar="K", help=f"tool calls per episode at most (default {d.max_steps})")
+    parser.add_argument("--epochs", type=positive_int, default=d.update_epochs, metavar="MU", help=f"gradient steps per batch (default {d.update_epochs})")
+    parser.add_argument("--lr", type=positive_float, default=d.lr, help=f"learning rate (default {d.lr})")
+    parser.add_argument("--clip-eps", type=positive_float, default=d.clip_eps, help=f"ratio clipping ε (default {d.clip_eps})")
+    parser.add_argument("--kl-beta", type=float, default=d.kl_beta, help=f"KL weight β to the initial policy (default {d.kl_beta})")
+    parser.add_argument("--entropy-coef", type=float, default=d.entropy_coef, help=f"entropy bonus (default {d.entropy_coef})")
+    parser.add_argument("--tool-cost", type=float, default=d.tool_cost, help=f"reward cost per tool call (default {d.tool_cost})")
+    parser.add_argument("--seed", type=non_negative_int, default=d.seed, metavar="S", help=f"seed (default {d.seed})")
+    parser.add_argument("--checkpoint-every", type=non_negative_int, default=d.checkpoint_every, metavar="N", help=f"updates between checkpoints (default {d.checkpoint_every})")
+    parser.add_argument("--no-resume", action="store_true", help="start over even if --out holds a checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from restore_r1.agent.grpo import GRPOConfig
+    from restore_r1.agent.inference import available_tool_map
+    from restore_r1.agent.trainer import train
+    from restore_r1.encoders import create_encoder
+    from restore_r1.judges import create_judge
+
+    config = GRPOConfig(
+        group_size=args.group, updates=args.steps, batch_images=args.batch_images, max_steps=args.max_steps,
+        update_epochs=args.epochs, lr=args.lr, clip_eps=args.clip_eps, kl_beta=args.kl_beta,
+        entropy_coef=args.entropy_coef, tool_cost=args.tool_cost, seed=args.seed, checkpoint_every=args.checkpoint_every,
+    )
+    tools = available_tool_map(args.tools)
+    result = train(
+        args.data, args.out, encoder=create_encoder(args.encoder), judge=create_judge(args.judge), tools=tools,
+        config=config, progress=not args.no_progress, resume=not args.no_resume,
+    )
+    last = result.records[-1] if result.records else {}
+    print(
+        f"policy written to {result.policy_dir} ({result.updates} updates"
+        + (f", resumed from {result.resumed_from}" if result.resumed_from else "")
+        + (f"; last update: mean return {last['mean_return']:.4f}, mean steps {last['mean_steps']:.2f}" if last else "")
+        + f"); log: {result.log_path}"
+    )
+    (result.out_dir / "train_args.json").write_text(json.dumps({**vars(args), "_run": None, "tools": list(tools)}, indent=2, default=str))
+    return 0
