@@ -188,4 +188,12 @@ def timed(fn: Callable[..., MethodResult], img: np.ndarray, **kwargs: object) ->
 
 #: The ``fixed`` baseline's tool per degradation type (chosen from bench/results/tools.md as the
 #: best own-degradation PSNR gain per type); types missing here take the first available tool.
-FIXED_PREFERRED: dict[str, str] = {}
+FIXED_PREFERRED: dict[str, str] = {
+    "jpeg": "jpeg_dct_deblock",
+    "noise": "nlm_denoise",
+    "defocus_blur": "wiener_defocus_deblur",
+    "motion_blur": "rl_motion_deblur",
+    "dark": "gamma_correction",
+    "haze": "dcp_dehaze",
+    "rain": "rain_opening",
+}
