@@ -332,7 +332,7 @@ def efficientnet_lite0_weights_path() -> Path:
     return path
 
 
-def _torch_device(device: str) -> Any:
+def torch_device(device: str) -> Any:
     import torch
 
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
@@ -369,7 +369,7 @@ class EfficientNetLite0Encoder:
         self.device = device
         self.image_size = image_size
         self.batch_size = batch_size
-        self._device = _torch_device(device)
+        self._device = torch_device(device)
         model = _build_efficientnet_lite0()
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
         self.model = model.eval().to(self._device)
@@ -473,6 +473,25 @@ def resolve_local_model_dir(model_path: str | os.PathLike | None, env_var: str, 
     return path
 
 
+def _clip_vision_config(path: Path) -> Any:
+    """The vision config of a CLIP folder, with the projection size of the full model.
+
+    A full ``CLIPModel`` folder (e.g. openai/clip-vit-large-patch14) keeps ``projection_dim`` at
+    its top level; the nested vision config may carry another default.
+    """
+    from transformers import AutoConfig, CLIPVisionConfig
+
+    cfg = AutoConfig.from_pretrained(path, local_files_only=True)
+    if cfg.model_type == "clip":
+        vision = CLIPVisionConfig(**cfg.vision_config.to_dict())
+        vision.projection_dim = cfg.projection_dim
+        return vision
+    elif cfg.model_type == "clip_vision_model":
+        return cfg
+    else:
+        raise ValueError(f"CLIP encoder: {path} holds a {cfg.model_type!r} model, not CLIP")
+
+
 class CLIPEncoder:
     """``clip``: CLIP image embeddings (projection output, L2-normalised by default).
 
@@ -496,9 +515,9 @@ class CLIPEncoder:
         self.device = device
         self.batch_size = batch_size
         self.normalize = normalize
-        self._device = _torch_device(device)
+        self._device = torch_device(device)
         self.processor = CLIPImageProcessor.from_pretrained(path, local_files_only=True)
-        self.model = CLIPVisionModelWithProjection.from_pretrained(path, local_files_only=True).eval().to(self._device)
+        self.model = CLIPVisionModelWithProjection.from_pretrained(path, config=_clip_vision_config(path), local_files_only=True).eval().to(self._device)
         self.dim = int(self.model.config.projection_dim)
 
     def encode(self, imgs: Sequence[np.ndarray]) -> np.ndarray:

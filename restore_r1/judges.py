@@ -172,7 +172,7 @@ class MLLMJudge:
     ) -> None:
         import torch
 
-        from restore_r1.encoders import _torch_device
+        from restore_r1.encoders import torch_device
 
         dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
         if dtype not in dtypes:
@@ -184,7 +184,7 @@ class MLLMJudge:
         self.question = question
         self.prefix = prefix
         self.dtype = dtype
-        self._device = _torch_device(device)
+        self._device = torch_device(device)
         self.model, self.processor = _load_vlm(path, self.trust_remote_code, dtypes[dtype])
         self.model = self.model.eval().to(self._device)
         # DeQA-Score's remote code scores by itself (its own prompt and level tokens).
@@ -429,8 +429,9 @@ PIQE_TO_LEVEL: tuple[tuple[float, float], ...] = ((0.0, 5.0), (28.0, 4.0), (43.0
 #: NIQE is unreliable below ~384 px), so the knots spread that range over the levels.
 NIQE_TO_LEVEL: tuple[tuple[float, float], ...] = ((0.0, 5.0), (35.0, 4.0), (50.0, 3.0), (70.0, 2.0), (100.0, 1.0), (1000.0, 1.0))
 #: Weights of the mapped metric levels in ``nr_offline`` (a weighted mean on the 1–5 scale).
-#: NIQE gets the smaller share: on 256 px crops its increments barely follow PSNR (mean ρ 0.05
-#: against PIQE's 0.15, bench/results/judges.md); 0.5/0.5 and 0.75/0.25 scored lower.
+#: NIQE gets the smaller share: on 256 px crops its increments barely follow PSNR/SSIM (bench
+#: selection score 0.07 against PIQE's 0.24, bench/results/judges.md); with 0.25/0.75 the mix
+#: scores 0.195, with 0.5/0.5 0.177 and with 0.75/0.25 0.134.
 NR_OFFLINE_WEIGHTS: tuple[tuple[str, float], ...] = (("niqe", 0.25), ("piqe", 0.75))
 #: Smallest side the metric judges accept; smaller images are upscaled (NIQE needs 96 px blocks).
 METRIC_MIN_SIDE = 192
@@ -612,7 +613,8 @@ JUDGES.register("nr_offline", JudgeEntry(
 #: The judge ``create_judge("default")`` builds: the offline catalogue judge whose step
 #: increments agree best with PSNR/SSIM increments on synthetic data — mean of the per-type
 #: Spearman ρ and the pooled (all types) ρ, since GRPO compares rewards across tool types
-#: (bench/judges_bench.py, bench/results/judges.md). PIQE: per-type 0.15, pooled 0.26.
+#: (bench/judges_bench.py, bench/results/judges.md). PIQE: per-type mean ρ 0.20, pooled ρ
+#: 0.23 (PSNR) / 0.33 (SSIM), selection 0.240; nr_offline 0.195; niqe 0.072.
 DEFAULT_JUDGE = "piqe"
 DEFAULT_ALIAS = "default"
 

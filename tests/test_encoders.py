@@ -157,6 +157,27 @@ def test_clip_from_local_folder(tiny_clip, monkeypatch):
     assert create_encoder("clip").dim == 16
 
 
+def test_clip_from_full_clipmodel_folder(tmp_path):
+    """A full CLIPModel folder (as openai/clip-vit-large-patch14 ships): same as get_image_features."""
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    torch.manual_seed(0)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8)
+    text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, vocab_size=64, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    model = transformers.CLIPModel(transformers.CLIPConfig(vision_config=vision, text_config=text, projection_dim=12)).eval()
+    model.save_pretrained(tmp_path)
+    transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    enc = create_encoder("clip", model_path=str(tmp_path))
+    img = _scene(0, 40)
+    with torch.no_grad():
+        ref = model.get_image_features(pixel_values=enc.processor(images=[img], return_tensors="pt")["pixel_values"])
+    ref = getattr(ref, "pooler_output", ref)
+    ref = torch.nn.functional.normalize(ref, dim=-1).numpy()
+    assert enc.dim == 12
+    np.testing.assert_allclose(enc.encode([img]), ref, atol=1e-5)
+
+
 def test_clip_missing_path_is_clear(tmp_path, monkeypatch):
     monkeypatch.delenv(CLIP_PATH_ENV, raising=False)
     with pytest.raises(WeightsNotFoundError, match=CLIP_PATH_ENV):
