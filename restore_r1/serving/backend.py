@@ -1,0 +1,569 @@
+"""Triton python-backend models: one per tool, the policy, and the agent (a BLS loop).
+
+Every ``model.py`` in ``triton_models/`` is a shell of three lines::
+
+    import triton_python_backend_utils as pb_utils
+    from restore_r1.serving.backend import make_model
+    TritonPythonModel = make_model("tool", pb_utils)
+
+so the logic here is tested with a stub of ``triton_python_backend_utils`` (``pb``) passed in.
+
+Tensors (batch dimension first; the client sends one image per request):
+
+* tool ``restore_r1_tool_<name>``: ``IMAGE`` uint8 [B, H, W, 3] -> ``OUTPUT_IMAGE`` uint8 [B, H, W, 3].
+* policy ``restore_r1_policy``: ``IMAGE`` uint8 [B, H, W, 3] and ``HISTORY`` int32 [B, 16] (tool
+  indices so far, padded with -1) -> ``ACTION`` int32 [B, 1] (K = STOP) and ``ACTION_NAME`` bytes
+  [B, 1]. The policy model runs the policy's frozen encoder and the MLP (greedy argmax).
+* agent ``restore_r1_agent``: ``IMAGE`` uint8 [B, H, W, 3] and optional ``MAX_STEPS`` int32 [B, 1]
+  -> ``OUTPUT_IMAGE`` uint8 [B, H, W, 3] and ``TRAJECTORY`` bytes [B, 1], a JSON object
+  ``{"tools", "scores", "step_seconds", "seconds"}``.
+
+The agent loops policy -> tool -> ... -> STOP with BLS calls and scores each image with the judge
+(``restore_r1.judges.create_judge``, in the agent's own process). Each BLS call runs in a worker
+thread bounded by ``tool_timeout_s``: a tool model that errors or does not answer in time ends the
+request with an error naming the tool, the step and the reason; the agent never waits longer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from restore_r1.errors import ImageError, RestoreR1Error
+from restore_r1.images import MIN_SIDE, check_rgb
+from restore_r1.serving import metrics as m
+
+#: Model names (the contract with the pipeline's export step and the dashboards).
+POLICY_MODEL = "restore_r1_policy"
+AGENT_MODEL = "restore_r1_agent"
+TOOL_MODEL_PREFIX = "restore_r1_tool_"
+
+#: Tensor names.
+IMAGE = "IMAGE"
+OUTPUT_IMAGE = "OUTPUT_IMAGE"
+HISTORY = "HISTORY"
+ACTION = "ACTION"
+ACTION_NAME = "ACTION_NAME"
+MAX_STEPS = "MAX_STEPS"
+TRAJECTORY = "TRAJECTORY"
+
+#: Length of the policy's HISTORY input; a policy with a larger ``max_steps`` is refused at load.
+HISTORY_LEN = 16
+#: Padding value of HISTORY.
+HISTORY_PAD = -1
+#: Name of the stop action (as in :mod:`restore_r1.agent.policy`).
+STOP = "STOP"
+#: Sub-folder of a policy model version holding ``policy.safetensors`` + ``policy.json``
+#: (written there by the pipeline's export_serving step).
+POLICY_SUBDIR = "policy"
+
+#: Agent parameters (``parameters`` of its config.pbtxt) and their defaults.
+PARAM_JUDGE = "judge"
+PARAM_TOOL_TIMEOUT = "tool_timeout_s"
+PARAM_MAX_PIXELS = "max_pixels"
+PARAM_WORKERS = "workers"
+DEFAULT_JUDGE = "default"
+#: Seconds one tool (or policy) call may take before the request fails with ``tool_timeout``.
+DEFAULT_TOOL_TIMEOUT_S = 60.0
+#: Largest image the agent accepts (16 MP); larger ones get INVALID_ARG.
+DEFAULT_MAX_PIXELS = 16 * 1024 * 1024
+#: Episodes run concurrently inside one agent instance (one thread each).
+DEFAULT_WORKERS = 4
+#: Tool model parameter naming its catalogue tool.
+PARAM_TOOL = "tool"
+
+
+def tool_model_name(tool: str) -> str:
+    """The Triton model name of catalogue tool ``tool``."""
+    return f"{TOOL_MODEL_PREFIX}{tool}"
+
+
+class ServingError(RestoreR1Error, RuntimeError):
+    """A request failed inside the server.
+
+    Attributes:
+        reason: one of :data:`restore_r1.serving.metrics.ERROR_REASONS`.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        if reason not in m.ERROR_REASONS:
+            raise ValueError(f"unknown error reason {reason!r}; expected one of {m.ERROR_REASONS}")
+        super().__init__(message)
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------------------------
+# pure pieces
+# --------------------------------------------------------------------------------------------
+
+
+def config_parameter(model_config: dict, key: str, default: str | None = None) -> str | None:
+    """``parameters[key].string_value`` of a parsed model config, or ``default``."""
+    params = model_config.get("parameters") or {}
+    entry = params.get(key)
+    if entry is None:
+        return default
+    return str(entry.get("string_value", default))
+
+
+def validate_image(img: np.ndarray, max_pixels: int, name: str = "IMAGE") -> np.ndarray:
+    """Checks a request image: uint8, H×W×3, sides ≥ MIN_SIDE, at most ``max_pixels``.
+
+    Raises:
+        ImageError: the message says what is wrong (becomes INVALID_ARG).
+    """
+    if not isinstance(img, np.ndarray):
+        raise ImageError(f"{name}: expected an array, got {type(img).__name__}")
+    if img.size == 0:
+        raise ImageError(f"{name}: empty image of shape {tuple(img.shape)}")
+    if img.ndim == 3 and img.shape[2] == 3 and img.shape[0] * img.shape[1] > max_pixels:
+        raise ImageError(f"{name}: {img.shape[1]}×{img.shape[0]} has more than {max_pixels} pixels")
+    return check_rgb(img, name=name)
+
+
+def encode_history(history: Sequence[int], length: int = HISTORY_LEN) -> np.ndarray:
+    """Tool indices -> int32 [length] padded with -1."""
+    if len(history) > length:
+        raise ValueError(f"history of {len(history)} actions exceeds HISTORY_LEN={length}")
+    out = np.full(length, HISTORY_PAD, dtype=np.int32)
+    out[: len(history)] = np.asarray(history, dtype=np.int32)
+    return out
+
+
+def decode_history(row: np.ndarray) -> list[int]:
+    """int [HISTORY_LEN] padded with -1 -> tool indices (up to the first pad)."""
+    out = []
+    for v in np.asarray(row).reshape(-1).tolist():
+        if v == HISTORY_PAD:
+            break
+        if v < 0:
+            raise ValueError(f"HISTORY holds {v}; indices are >= 0 and padding is {HISTORY_PAD}")
+        out.append(int(v))
+    return out
+
+
+@dataclass
+class Episode:
+    """One restore through the agent loop.
+
+    Attributes:
+        image: uint8 RGB H×W×3, the last tool's output (or the input).
+        tools: tool names in the order applied.
+        scores: judge score of the input and after each tool.
+        step_seconds: seconds of each decision (the last one is STOP unless capped).
+        seconds: the whole episode.
+    """
+
+    image: np.ndarray
+    tools: list[str] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def trajectory(self) -> dict[str, Any]:
+        """The JSON-able trajectory returned in ``TRAJECTORY``."""
+        return {"tools": self.tools, "scores": self.scores, "step_seconds": self.step_seconds, "seconds": self.seconds}
+
+
+def run_episode(
+    image: np.ndarray,
+    call_policy: Callable[[np.ndarray, list[int]], tuple[int, str]],
+    call_tool: Callable[[str, np.ndarray], np.ndarray],
+    score: Callable[[np.ndarray], float],
+    max_steps: int,
+    on_step: Callable[[str, float], None] | None = None,
+) -> Episode:
+    """The agent loop: policy -> tool -> ... until STOP or ``max_steps`` tool calls.
+
+    Args:
+        image: uint8 RGB H×W×3 (validated by the caller).
+        call_policy: (image, history of tool indices) -> (action index, action name or "STOP").
+        call_tool: (tool name, image) -> the tool's output image.
+        score: judge score of one image (higher is better).
+        max_steps: cap on tool calls (the policy also stops at its own ``max_steps``).
+        on_step: called with (action name, seconds) after each decision.
+
+    Raises:
+        ServingError: a tool or the policy failed (``reason`` says which way).
+    """
+    start = time.perf_counter()
+    ep = Episode(image=image, scores=[float(score(image))])
+    history: list[int] = []
+    while len(history) < max_steps:
+        t0 = time.perf_counter()
+        action, name = call_policy(ep.image, history)
+        if name == STOP:
+            seconds = time.perf_counter() - t0
+            ep.step_seconds.append(seconds)
+            if on_step:
+                on_step(STOP, seconds)
+            break
+        out = call_tool(name, ep.image)
+        try:
+            out = check_rgb(out, name=f"output of tool model {tool_model_name(name)}")
+        except ImageError as exc:
+            raise ServingError(m.ERROR_TOOL_FAILED, str(exc)) from None
+        if out.shape != ep.image.shape:
+            raise ServingError(m.ERROR_TOOL_FAILED, f"tool model {tool_model_name(name)} returned shape {out.shape} for {ep.image.shape}")
+        ep.image = out
+        history.append(int(action))
+        ep.tools.append(name)
+        ep.scores.append(float(score(out)))
+        seconds = time.perf_counter() - t0
+        ep.step_seconds.append(seconds)
+        if on_step:
+            on_step(name, seconds)
+    ep.seconds = time.perf_counter() - start
+    return ep
+
+
+# --------------------------------------------------------------------------------------------
+# helpers over pb_utils
+# --------------------------------------------------------------------------------------------
+
+
+def _error_response(pb, exc: BaseException, invalid: bool):
+    code = pb.TritonError.INVALID_ARG if invalid else pb.TritonError.INTERNAL
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    return pb.InferenceResponse(output_tensors=[], error=pb.TritonError(message, code))
+
+
+def _input(pb, request, name: str, required: bool = True) -> np.ndarray | None:
+    tensor = pb.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        if required:
+            raise ImageError(f"input {name} is missing")
+        return None
+    return tensor.as_numpy()
+
+
+def _parse_config(args: dict) -> dict:
+    return json.loads(args["model_config"])
+
+
+# --------------------------------------------------------------------------------------------
+# tool model
+# --------------------------------------------------------------------------------------------
+
+
+class ToolModel:
+    """A catalogue tool as a batched model; ``parameters { key: "tool" }`` names the tool."""
+
+    pb: Any = None
+
+    def initialize(self, args: dict) -> None:
+        from restore_r1.errors import UnavailableError
+        from restore_r1.tools import get_tool
+
+        config = _parse_config(args)
+        name = config_parameter(config, PARAM_TOOL)
+        if not name:
+            raise ValueError(f"model {config.get('name')!r}: parameter {PARAM_TOOL!r} is missing")
+        self.tool = get_tool(name)
+        ok, reason = self.tool.availability()
+        if not ok:
+            raise UnavailableError(f"tool {name!r} is unavailable here: {reason}")
+
+    def execute(self, requests: list) -> list:
+        pb = self.pb
+        responses = []
+        for request in requests:
+            try:
+                batch = _input(pb, request, IMAGE)
+                if batch.ndim != 4:
+                    raise ImageError(f"{IMAGE}: expected [B, H, W, 3], got shape {batch.shape}")
+                imgs = [check_rgb(img, name=f"{IMAGE}[{i}]") for i, img in enumerate(batch)]
+                out = np.stack(self.tool.run_batch(imgs)) if imgs else batch
+                responses.append(pb.InferenceResponse(output_tensors=[pb.Tensor(OUTPUT_IMAGE, np.ascontiguousarray(out))]))
+            except (ImageError, ValueError) as exc:
+                responses.append(_error_response(pb, exc, invalid=True))
+            except Exception as exc:  # Triton edge: any failure becomes this request's error
+                responses.append(_error_response(pb, exc, invalid=False))
+        return responses
+
+    def finalize(self) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------------------------
+# policy model
+# --------------------------------------------------------------------------------------------
+
+
+def policy_folder(model_dir: str | os.PathLike, version: str | int) -> Path:
+    """``<model_dir>/<version>/policy`` when it holds a policy, else the library's resolution
+    (``$RESTORE_R1_POLICY``, then the packaged default)."""
+    from restore_r1.agent.inference import resolve_policy
+    from restore_r1.agent.policy import CONFIG_FILE
+
+    exported = Path(model_dir) / str(version) / POLICY_SUBDIR
+    if (exported / CONFIG_FILE).is_file():
+        return exported
+    return resolve_policy(None)
+
+
+def load_policy_with_encoder(folder: str | os.PathLike):
+    """(policy, encoder) of a checkpoint folder, as :meth:`restore_r1.agent.inference.Agent.load`."""
+    from restore_r1.agent.policy import load_policy
+    from restore_r1.encoders import create_encoder
+
+    policy = load_policy(folder)
+    if policy.config.max_steps > HISTORY_LEN:
+        raise ValueError(f"policy max_steps {policy.config.max_steps} exceeds the served HISTORY_LEN={HISTORY_LEN}")
+    config = dict(policy.config.encoder_config)
+    name = config.pop("name", policy.config.encoder_name)
+    return policy, create_encoder(name, **config)
+
+
+class PolicyModel:
+    """The policy: encoder features of each image + the MLP, greedy action per row."""
+
+    pb: Any = None
+
+    def initialize(self, args: dict) -> None:
+        folder = policy_folder(args["model_repository"], args["model_version"])
+        self.policy, self.encoder = load_policy_with_encoder(folder)
+        self.folder = folder
+
+    def act(self, images: list[np.ndarray], histories: list[list[int]]) -> tuple[np.ndarray, list[str]]:
+        """Greedy actions (int32 [N]) and their names for N images (one encoder batch)."""
+        import torch
+
+        feats = np.asarray(self.encoder.encode(images), dtype=np.float32)
+        with torch.no_grad():
+            actions, _ = self.policy.act(feats, histories, greedy=True)
+        actions = actions.numpy().astype(np.int32)
+        return actions, [self.policy.config.action_name(int(a)) for a in actions]
+
+    def execute(self, requests: list) -> list:
+        pb = self.pb
+        responses: list = [None] * len(requests)
+        parsed = []  # (request index, images, histories)
+        for i, request in enumerate(requests):
+            try:
+                batch = _input(pb, request, IMAGE)
+                hist = _input(pb, request, HISTORY)
+                if batch.ndim != 4 or hist.ndim != 2 or hist.shape[0] != batch.shape[0]:
+                    raise ImageError(f"{IMAGE} {batch.shape} and {HISTORY} {hist.shape}: expected [B, H, W, 3] and [B, {HISTORY_LEN}]")
+                imgs = [check_rgb(img, name=f"{IMAGE}[{j}]") for j, img in enumerate(batch)]
+                histories = [decode_history(row) for row in hist]
+                for h in histories:
+                    if any(a >= self.policy.config.num_tools for a in h):
+                        raise ValueError(f"{HISTORY} {h} has indices beyond the policy's {self.policy.config.num_tools} tools")
+                parsed.append((i, imgs, histories))
+            except (ImageError, ValueError) as exc:
+                responses[i] = _error_response(pb, exc, invalid=True)
+        if parsed:
+            try:
+                # One encoder and one MLP batch over every request Triton grouped together.
+                actions, names = self.act([im for _, ims, _ in parsed for im in ims], [h for _, _, hs in parsed for h in hs])
+            except Exception as exc:  # Triton edge
+                for i, _, _ in parsed:
+                    responses[i] = _error_response(pb, exc, invalid=isinstance(exc, ValueError))
+            else:
+                pos = 0
+                for i, imgs, _ in parsed:
+                    n = len(imgs)
+                    responses[i] = pb.InferenceResponse(output_tensors=[
+                        pb.Tensor(ACTION, actions[pos : pos + n].reshape(n, 1)),
+                        pb.Tensor(ACTION_NAME, np.array([[s.encode()] for s in names[pos : pos + n]], dtype=np.object_).reshape(n, 1)),
+                    ])
+                    pos += n
+        return responses
+
+    def finalize(self) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------------------------
+# agent (BLS)
+# --------------------------------------------------------------------------------------------
+
+
+class AgentMetrics:
+    """The agent metrics of :mod:`restore_r1.serving.metrics` on ``pb.MetricFamily``.
+
+    Does nothing when the backend has no custom-metrics API.
+    """
+
+    def __init__(self, pb) -> None:
+        self.enabled = hasattr(pb, "MetricFamily")
+        self._families: dict[str, Any] = {}
+        self._metrics: dict[tuple, Any] = {}
+        self._specs = {s.name: s for s in m.AGENT_METRICS}
+        if not self.enabled:
+            return
+        kinds = {m.COUNTER: pb.MetricFamily.COUNTER, m.HISTOGRAM: pb.MetricFamily.HISTOGRAM}
+        for spec in m.AGENT_METRICS:
+            self._families[spec.name] = pb.MetricFamily(name=spec.name, description=spec.description, kind=kinds[spec.kind])
+
+    def _metric(self, name: str, labels: dict[str, str]):
+        key = (name, tuple(sorted(labels.items())))
+        metric = self._metrics.get(key)
+        if metric is None:
+            spec = self._specs[name]
+            if spec.kind == m.HISTOGRAM:
+                metric = self._families[name].Metric(labels=labels, buckets=list(spec.buckets))
+            else:
+                metric = self._families[name].Metric(labels=labels)
+            self._metrics[key] = metric
+        return metric
+
+    def increment(self, name: str, value: float = 1.0, **labels: str) -> None:
+        if self.enabled:
+            self._metric(name, labels).increment(value)
+
+    def observe(self, name: str, value: float, **labels: str) -> None:
+        if self.enabled:
+            self._metric(name, labels).observe(value)
+
+    def close(self) -> None:
+        # Metrics must go before their families (python backend rule).
+        self._metrics.clear()
+        self._families.clear()
+
+
+class AgentModel:
+    """The agent: a BLS loop over the policy and tool models, scored by the judge."""
+
+    pb: Any = None
+
+    def initialize(self, args: dict) -> None:
+        from restore_r1.judges import create_judge
+
+        config = _parse_config(args)
+        self.judge_name = config_parameter(config, PARAM_JUDGE, DEFAULT_JUDGE)
+        self.tool_timeout_s = float(config_parameter(config, PARAM_TOOL_TIMEOUT, str(DEFAULT_TOOL_TIMEOUT_S)))
+        self.max_pixels = int(config_parameter(config, PARAM_MAX_PIXELS, str(DEFAULT_MAX_PIXELS)))
+        workers = int(config_parameter(config, PARAM_WORKERS, str(DEFAULT_WORKERS)))
+        if self.tool_timeout_s <= 0 or self.max_pixels < MIN_SIDE * MIN_SIDE or workers < 1:
+            raise ValueError(f"agent parameters: {PARAM_TOOL_TIMEOUT}={self.tool_timeout_s} must be > 0, "
+                             f"{PARAM_MAX_PIXELS}={self.max_pixels} >= {MIN_SIDE * MIN_SIDE}, {PARAM_WORKERS}={workers} >= 1")
+        self.judge = create_judge(self.judge_name)
+        # Episodes of one batch run side by side; BLS calls run on a second pool so a call that
+        # never returns is abandoned after tool_timeout_s instead of blocking its episode.
+        self.episodes = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="episode")
+        self.calls = ThreadPoolExecutor(max_workers=2 * workers, thread_name_prefix="bls")
+        self.metrics = AgentMetrics(self.pb)
+
+    # -- BLS calls ---------------------------------------------------------------------------
+    def _bls(self, model: str, inputs: list, outputs: list[str], reason: str, what: str) -> list[np.ndarray]:
+        pb = self.pb
+        request = pb.InferenceRequest(model_name=model, requested_output_names=outputs, inputs=inputs)
+        future = self.calls.submit(request.exec)
+        try:
+            response = future.result(timeout=self.tool_timeout_s)
+        except FutureTimeout:
+            raise ServingError(m.ERROR_TOOL_TIMEOUT if reason == m.ERROR_TOOL_FAILED else reason,
+                               f"{what}: model {model} did not answer within {self.tool_timeout_s:g} s") from None
+        if response.has_error():
+            raise ServingError(reason, f"{what}: model {model} failed: {response.error().message()}")
+        out = []
+        for name in outputs:
+            tensor = pb.get_output_tensor_by_name(response, name)
+            if tensor is None:
+                raise ServingError(reason, f"{what}: model {model} returned no {name}")
+            out.append(tensor.as_numpy())
+        return out
+
+    def call_policy(self, image: np.ndarray, history: list[int]) -> tuple[int, str]:
+        pb = self.pb
+        step = len(history) + 1
+        action, name = self._bls(
+            POLICY_MODEL,
+            [pb.Tensor(IMAGE, image[None]), pb.Tensor(HISTORY, encode_history(history)[None])],
+            [ACTION, ACTION_NAME],
+            m.ERROR_POLICY_FAILED,
+            f"step {step}",
+        )
+        raw = name.reshape(-1)[0]
+        return int(action.reshape(-1)[0]), raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    def call_tool(self, tool: str, image: np.ndarray, step: int = 0) -> np.ndarray:
+        pb = self.pb
+        (out,) = self._bls(tool_model_name(tool), [pb.Tensor(IMAGE, image[None])], [OUTPUT_IMAGE], m.ERROR_TOOL_FAILED, f"tool {tool!r}")
+        return out[0]
+
+    def score(self, image: np.ndarray) -> float:
+        return float(self.judge.score([image])[0])
+
+    # -- requests ----------------------------------------------------------------------------
+    def _episode(self, image: np.ndarray, max_steps: int) -> Episode:
+        def on_step(name: str, seconds: float) -> None:
+            self.metrics.observe(m.STEP_LATENCY_SECONDS, seconds, tool=name)
+            if name != STOP:
+                self.metrics.increment(m.TOOL_CALLS_TOTAL, tool=name)
+
+        return run_episode(image, self.call_policy, self.call_tool, self.score, max_steps, on_step)
+
+    def _one(self, request) -> Any:
+        pb = self.pb
+        start = time.perf_counter()
+        try:
+            try:
+                batch = _input(pb, request, IMAGE)
+                caps = _input(pb, request, MAX_STEPS, required=False)
+                if batch.ndim != 4:
+                    raise ImageError(f"{IMAGE}: expected [B, H, W, 3], got shape {batch.shape}")
+                if batch.shape[0] == 0:
+                    raise ImageError(f"{IMAGE}: empty batch")
+                imgs = [validate_image(img, self.max_pixels, name=f"{IMAGE}[{i}]") for i, img in enumerate(batch)]
+                limits = [HISTORY_LEN] * len(imgs) if caps is None else [int(c) for c in np.asarray(caps).reshape(-1)]
+                if len(limits) != len(imgs) or any(not 0 <= c <= HISTORY_LEN for c in limits):
+                    raise ImageError(f"{MAX_STEPS} {limits}: one value per image, each in 0..{HISTORY_LEN}")
+            except (ImageError, ValueError) as exc:
+                raise ServingError(m.ERROR_INVALID_INPUT, str(exc)) from None
+            episodes = [self._episode(img, cap) for img, cap in zip(imgs, limits)]
+        except ServingError as exc:
+            self.metrics.increment(m.ERRORS_TOTAL, reason=exc.reason)
+            self.metrics.increment(m.REQUESTS_TOTAL, outcome=m.OUTCOME_ERROR)
+            return _error_response(pb, f"[{exc.reason}] {exc}", invalid=exc.reason == m.ERROR_INVALID_INPUT)
+        except Exception as exc:  # Triton edge: a bug must not take the server down
+            self.metrics.increment(m.ERRORS_TOTAL, reason=m.ERROR_INTERNAL)
+            self.metrics.increment(m.REQUESTS_TOTAL, outcome=m.OUTCOME_ERROR)
+            return _error_response(pb, f"[{m.ERROR_INTERNAL}] {type(exc).__name__}: {exc}", invalid=False)
+        for ep in episodes:
+            self.metrics.observe(m.STEPS, len(ep.tools))
+            self.metrics.observe(m.JUDGE_GAIN, ep.scores[-1] - ep.scores[0])
+        self.metrics.increment(m.REQUESTS_TOTAL, outcome=m.OUTCOME_OK)
+        self.metrics.observe(m.REQUEST_LATENCY_SECONDS, time.perf_counter() - start)
+        trajectories = np.array([[json.dumps(ep.trajectory()).encode()] for ep in episodes], dtype=np.object_)
+        return pb.InferenceResponse(output_tensors=[
+            pb.Tensor(OUTPUT_IMAGE, np.ascontiguousarray(np.stack([ep.image for ep in episodes]))),
+            pb.Tensor(TRAJECTORY, trajectories),
+        ])
+
+    def execute(self, requests: list) -> list:
+        # The requests Triton grouped run side by side, so their policy and tool calls reach
+        # those models together and are batched there by the dynamic batcher.
+        return list(self.episodes.map(self._one, requests))
+
+    def finalize(self) -> None:
+        self.episodes.shutdown(wait=False, cancel_futures=True)
+        self.calls.shutdown(wait=False, cancel_futures=True)
+        self.metrics.close()
+
+
+#: Model kinds of :func:`make_model`.
+MODEL_CLASSES: dict[str, type] = {"tool": ToolModel, "policy": PolicyModel, "agent": AgentModel}
+
+
+def make_model(kind: str, pb) -> type:
+    """The ``TritonPythonModel`` class of a ``model.py``: the model ``kind`` bound to ``pb``.
+
+    Args:
+        kind: ``"tool"``, ``"policy"`` or ``"agent"``.
+        pb: the ``triton_python_backend_utils`` module (or a stub in tests).
+    """
+    if kind not in MODEL_CLASSES:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(MODEL_CLASSES)}")
+    return type("TritonPythonModel", (MODEL_CLASSES[kind],), {"pb": pb})

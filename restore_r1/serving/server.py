@@ -1,0 +1,265 @@
+"""Start and stop a local Triton server (the ``tritonserver`` of the ``nvidia-pytriton`` wheel).
+
+    python -m restore_r1.serving.server [--repo triton_models] [--venv .venv-triton] [--http-port 8000]
+
+The server runs from its own virtual environment (``make triton-venv``: numpy<2, OpenCV 4.11,
+the wheel, this package). Three things make the wheel's binary work outside PyTriton:
+
+* the python backend needs the stub built for the venv's Python; the wheel keeps one per Python
+  version apart, so a backend folder is assembled (links + that stub) in a scratch directory;
+* ``LD_LIBRARY_PATH`` holds the venv interpreter's ``LIBDIR`` (else the stub loads the system
+  libpython) and the wheel's bundled libraries (``nvidia_pytriton.libs``);
+* the venv's ``bin`` comes first on ``PATH``, so the stub's Python is that venv's.
+
+Every port is bound on 127.0.0.1. :meth:`TritonServer.stop` sends SIGTERM to the server's process
+id, waits for a clean exit and only then SIGKILLs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from restore_r1.errors import RestoreR1Error
+
+#: The project's Triton virtual environment (``make triton-venv``).
+DEFAULT_VENV = Path(__file__).resolve().parents[2] / ".venv-triton"
+#: Environment variable naming another Triton venv.
+VENV_ENV = "RESTORE_R1_TRITON_VENV"
+#: Loopback only: nothing is exposed beyond this machine.
+HOST = "127.0.0.1"
+#: Triton's usual ports.
+DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT, DEFAULT_METRICS_PORT = 8000, 8001, 8002
+#: Seconds to wait for every model to load (the agent loads the judge, the policy its encoder).
+DEFAULT_START_TIMEOUT_S = 180.0
+#: Seconds between SIGTERM and SIGKILL.
+STOP_GRACE_S = 30.0
+#: Backend files of the wheel linked into the assembled backend folder.
+BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
+STUB = "triton_python_backend_stub"
+
+
+class ServerError(RestoreR1Error, RuntimeError):
+    """The server could not be started (the message carries the end of its log)."""
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _venv_python(venv: Path) -> Path:
+    python = venv / "bin" / "python"
+    if not python.exists():
+        raise ServerError(f"Triton venv {venv} has no bin/python; build it with `make triton-venv` or set ${VENV_ENV}")
+    return python
+
+
+def venv_layout(venv: str | os.PathLike) -> dict[str, Path | str]:
+    """Paths the server needs from a Triton venv: ``tritonserver``, ``backends``, ``stub``, ``libdir``, ``libs``."""
+    venv = Path(venv)
+    python = _venv_python(venv)
+    code = ("import sys, sysconfig, pytriton, pathlib; p = pathlib.Path(pytriton.__file__).parent; "
+            "print(sysconfig.get_config_var('LIBDIR')); print(p); print(f'{sys.version_info[0]}.{sys.version_info[1]}')")
+    try:
+        out = subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True, timeout=60).stdout.split("\n")
+    except subprocess.CalledProcessError as exc:
+        raise ServerError(f"{python} cannot import pytriton ({exc.stderr.strip().splitlines()[-1:]}); run `make triton-venv`") from None
+    libdir, pkg, version = out[0], Path(out[1]), out[2]
+    dist = pkg / "tritonserver"
+    layout = {
+        "python": python,
+        "tritonserver": dist / "bin" / "tritonserver",
+        "backends": dist / "backends",
+        "stub": dist / "python_backend_stubs" / version / STUB,
+        "libdir": libdir,
+        "libs": pkg.parent / "nvidia_pytriton.libs",
+    }
+    for key in ("tritonserver", "stub"):
+        if not Path(layout[key]).exists():
+            raise ServerError(f"{layout[key]} not found in the nvidia-pytriton wheel of {venv}")
+    return layout
+
+
+@dataclass
+class TritonServer:
+    """A ``tritonserver`` process over a model repository, on 127.0.0.1.
+
+    Args:
+        repository: the model repository folder.
+        venv: the Triton virtual environment.
+        http_port, grpc_port, metrics_port: 0 picks a free port.
+        model_config_name: ``"cpu"`` selects ``configs/cpu.pbtxt``; ``None`` the production config.
+        env: extra environment variables for the server (and its python models).
+        log_path: where the server log goes (default: a file in the scratch folder).
+    """
+
+    repository: Path
+    venv: Path = field(default_factory=lambda: Path(os.environ.get(VENV_ENV, DEFAULT_VENV)))
+    http_port: int = DEFAULT_HTTP_PORT
+    grpc_port: int = DEFAULT_GRPC_PORT
+    metrics_port: int = DEFAULT_METRICS_PORT
+    model_config_name: str | None = "cpu"
+    env: dict[str, str] = field(default_factory=dict)
+    log_path: Path | None = None
+    process: subprocess.Popen | None = None
+    _scratch: Path | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"{HOST}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{HOST}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{HOST}:{self.metrics_port}/metrics"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def command(self, backends: Path) -> list[str]:
+        cmd = [
+            "tritonserver",
+            f"--model-repository={Path(self.repository).resolve()}",
+            f"--backend-directory={backends}",
+            f"--http-address={HOST}", f"--http-port={self.http_port}",
+            f"--grpc-address={HOST}", f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={HOST}", f"--metrics-port={self.metrics_port}",
+            "--allow-metrics=true", "--allow-gpu-metrics=false",
+            "--log-verbose=0",
+        ]
+        if self.model_config_name:
+            cmd.append(f"--model-config-name={self.model_config_name}")
+        return cmd
+
+    def start(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> TritonServer:
+        """Starts the server and waits until it and every model are ready.
+
+        Raises:
+            ServerError: it exited or was not ready in time (the log's last lines are quoted).
+        """
+        if not Path(self.repository).is_dir():
+            raise ServerError(f"model repository {self.repository} is not a folder")
+        layout = venv_layout(self.venv)
+        self.http_port, self.grpc_port, self.metrics_port = (p or free_port() for p in (self.http_port, self.grpc_port, self.metrics_port))
+        self._scratch = Path(tempfile.mkdtemp(prefix="restore-r1-triton-"))
+        backends = self._scratch / "backends"
+        python_backend = backends / "python"
+        python_backend.mkdir(parents=True)
+        for name in BACKEND_FILES:
+            (python_backend / name).symlink_to(Path(layout["backends"]) / "python" / name)
+        shutil.copy2(layout["stub"], python_backend / STUB)
+        env = dict(os.environ)
+        env.update(self.env)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(layout["libdir"]), str(layout["libs"]), env.get("LD_LIBRARY_PATH", "")) if p)
+        env["PATH"] = os.pathsep.join((str(Path(layout["python"]).parent), str(Path(layout["tritonserver"]).parent), env.get("PATH", "")))
+        env.pop("PYTHONHOME", None)
+        self.log_path = Path(self.log_path or self._scratch / "tritonserver.log")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps writing to it
+        try:
+            self.process = subprocess.Popen(self.command(backends), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerError(f"tritonserver exited with code {self.process.returncode}: {self.log_tail()}")
+            if self.ready():
+                return self
+            time.sleep(0.5)
+        self.stop()
+        raise ServerError(f"tritonserver was not ready within {timeout_s:g} s: {self.log_tail()}")
+
+    def ready(self) -> bool:
+        """Whether the server answers ``/v2/health/ready`` with 200 (every model loaded)."""
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def log_tail(self, lines: int = 20) -> str:
+        if not self.log_path or not Path(self.log_path).exists():
+            return "(no log)"
+        return " | ".join(Path(self.log_path).read_text(errors="replace").strip().splitlines()[-lines:])
+
+    def stop(self, grace_s: float = STOP_GRACE_S) -> int | None:
+        """SIGTERM to the server's process id, SIGKILL after ``grace_s``; returns its exit code."""
+        code = None
+        if self.process is not None:
+            if self.process.poll() is None:
+                os.kill(self.process.pid, signal.SIGTERM)
+                try:
+                    self.process.wait(timeout=grace_s)
+                except subprocess.TimeoutExpired:
+                    # The server's python stubs live in its process group (start_new_session).
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                    self.process.wait()
+            code = self.process.returncode
+        if self._scratch is not None:
+            keep = self.log_path and Path(self.log_path).is_relative_to(self._scratch)
+            if not keep:
+                shutil.rmtree(self._scratch, ignore_errors=True)
+        return code
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run Triton on 127.0.0.1 with the Restore-R1 model repository until Ctrl-C.")
+    parser.add_argument("--repo", default=str(Path(__file__).resolve().parents[2] / "triton_models"))
+    parser.add_argument("--venv", default=os.environ.get(VENV_ENV, str(DEFAULT_VENV)))
+    parser.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT)
+    parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT)
+    parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT)
+    parser.add_argument("--config", default="cpu", help="model config name ('cpu'; 'default' for config.pbtxt)")
+    parser.add_argument("--once", action="store_true", help="stop as soon as the server is ready (a smoke test)")
+    args = parser.parse_args(argv)
+    server = TritonServer(Path(args.repo), Path(args.venv), args.http_port, args.grpc_port, args.metrics_port,
+                          None if args.config == "default" else args.config)
+    stop = {"now": False}
+
+    def on_signal(signum, frame) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        server.start()
+    except ServerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"Triton ready (pid {server.pid}): HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {server.metrics_url}; "
+          f"log {server.log_path}. Ctrl-C stops it.", flush=True)
+    try:
+        while not stop["now"] and not args.once and server.process.poll() is None:
+            time.sleep(0.5)
+    finally:
+        code = server.stop()
+    print(f"Triton stopped (exit code {code}).", flush=True)
+    return 0 if code == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
