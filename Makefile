@@ -8,7 +8,7 @@ STAMP := $(VENV)/.restore-r1-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo test test-fast bench clean help
+.PHONY: venv demo test test-fast bench clean help promtool
 
 help:
 	@echo "make demo   - create the environment if missing, then run the demo"
@@ -27,13 +27,23 @@ $(STAMP): pyproject.toml requirements-nodeps.txt
 	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
 	touch $@
 
+# promtool (alert rule tests) from Debian's prometheus package, unpacked into an ignored folder.
+PROMTOOL := .cache/promtool/usr/bin/promtool
+promtool: $(PROMTOOL)
+$(PROMTOOL):
+	rm -rf .cache/promtool && mkdir -p .cache/promtool/deb
+	cd .cache/promtool/deb && { apt-get download prometheus 2>/dev/null || { apt-get update -qq && apt-get download prometheus; }; }
+	dpkg -x .cache/promtool/deb/prometheus_*.deb .cache/promtool
+	rm -rf .cache/promtool/deb
+	$@ --version | head -1
+
 demo: $(STAMP)
 	$(BIN)/restore-r1 demo --out demo_out
 
-test: $(STAMP)
+test: $(STAMP) $(PROMTOOL)
 	$(BIN)/python -m pytest -q tests
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(PROMTOOL)
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
 bench: $(STAMP)

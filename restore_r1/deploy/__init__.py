@@ -1,0 +1,1 @@
+"""Deployment helpers: the Helm chart, its Grafana dashboard and alerts, checked offline."""

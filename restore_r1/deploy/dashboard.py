@@ -1,0 +1,245 @@
+"""The Grafana dashboard of a Restore-R1 deployment, generated from one table of panels.
+
+The chart ships the generated JSON (``charts/restore-r1/dashboards/restore-r1.json``) in a ConfigMap
+labelled for the kube-prometheus-stack Grafana sidecar. Regenerate it after editing :data:`ROWS`::
+
+    python -m restore_r1.deploy.dashboard charts/restore-r1/dashboards/restore-r1.json
+
+A test checks that the committed file equals :func:`build_dashboard`'s output.
+
+Every query uses the ``$datasource`` variable (a Prometheus data source picked in Grafana), the
+``$job`` variable (the metrics Service of a release) and, for per-model panels, ``$model``.
+Triton's latency counters are cumulative microseconds (Triton docs, user_guide/metrics.md), so
+averages are ``rate(<duration>) / rate(<count>)``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from restore_r1.serving import metrics as agent
+
+#: Dashboard identity: a stable uid keeps links and the sidecar's provisioning idempotent.
+DASHBOARD_UID = "restore-r1-serving"
+DASHBOARD_TITLE = "Restore-R1 serving"
+#: Grafana dashboard JSON schema version the layout follows (Grafana 10/11).
+SCHEMA_VERSION = 39
+#: Panel grid: Grafana rows are 24 units wide.
+GRID_WIDTH = 24
+PANEL_HEIGHT = 8
+PANELS_PER_ROW = 3
+
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+JOB = 'job=~"$job"'
+JOB_MODEL = 'job=~"$job", model=~"$model"'
+RATE = "$__rate_interval"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One query of a panel.
+
+    Attributes:
+        expr: PromQL (Grafana variables allowed).
+        legend: legend format, e.g. ``{{model}}``.
+    """
+
+    expr: str
+    legend: str
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One time-series panel.
+
+    Attributes:
+        title: panel title.
+        unit: Grafana unit id (``percentunit``, ``bytes``, ``watt``, ``ms``, ``reqps``, ``s``...).
+        targets: its queries.
+        description: hover text.
+    """
+
+    title: str
+    unit: str
+    targets: tuple[Target, ...]
+    description: str = ""
+
+
+def _avg(duration: str, count: str, sel: str, by: str, scale: str = "") -> str:
+    """``sum by (by) rate(duration) / sum by (by) rate(count)``, optionally scaled."""
+    ratio = f"sum by ({by}) (rate({duration}{{{sel}}}[{RATE}])) / sum by ({by}) (rate({count}{{{sel}}}[{RATE}]))"
+    return f"({ratio}){scale}"
+
+
+def _quantile(q: float, histogram: str, by: str = "") -> str:
+    """``histogram_quantile`` of an agent histogram, optionally split by a label."""
+    group = f"le, {by}" if by else "le"
+    return f"histogram_quantile({q}, sum by ({group}) (rate({histogram}_bucket{{{JOB}}}[{RATE}])))"
+
+
+def _hist_avg(histogram: str) -> str:
+    return f"sum(rate({histogram}_sum{{{JOB}}}[{RATE}])) / sum(rate({histogram}_count{{{JOB}}}[{RATE}]))"
+
+
+#: The dashboard: rows of panels, in display order.
+ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
+    ("GPU", (
+        Panel("GPU utilisation", "percentunit", (
+            Target(f"avg by (instance, gpu_uuid) (nv_gpu_utilization{{{JOB}}})", "{{instance}} {{gpu_uuid}}"),),
+            "Triton's DCGM GPU utilisation (0-1) per GPU"),
+        Panel("GPU memory used", "bytes", (
+            Target(f"max by (instance, gpu_uuid) (nv_gpu_memory_used_bytes{{{JOB}}})", "used {{instance}} {{gpu_uuid}}"),
+            Target(f"max by (instance, gpu_uuid) (nv_gpu_memory_total_bytes{{{JOB}}})", "total {{instance}} {{gpu_uuid}}")),
+            "Used and total GPU memory per GPU"),
+        Panel("GPU power", "watt", (
+            Target(f"max by (instance, gpu_uuid) (nv_gpu_power_usage{{{JOB}}})", "{{instance}} {{gpu_uuid}}"),),
+            "Instantaneous GPU power per GPU"),
+    )),
+    ("Triton models", (
+        Panel("Request rate per model", "reqps", (
+            Target(f"sum by (model) (rate(nv_inference_request_success{{{JOB_MODEL}}}[{RATE}]))", "{{model}}"),),
+            "Successful inference requests per second, per model (tool models, policy, agent)"),
+        Panel("Queue time per request", "ms", (
+            Target(_avg("nv_inference_queue_duration_us", "nv_inference_request_success", JOB_MODEL, "model", " / 1000"),
+                   "{{model}}"),),
+            "Average time a request waits in Triton's scheduling queue"),
+        Panel("Compute time per request", "ms", (
+            Target(_avg("nv_inference_compute_infer_duration_us", "nv_inference_request_success", JOB_MODEL, "model",
+                        " / 1000"), "{{model}}"),),
+            "Average time a request spends executing in the backend"),
+        Panel("Average batch size", "short", (
+            Target(_avg("nv_inference_count", "nv_inference_exec_count", JOB_MODEL, "model"), "{{model}}"),),
+            "Inferences per execution: how well the dynamic batcher groups requests"),
+        Panel("Pending requests", "short", (
+            Target(f"sum by (model) (nv_inference_pending_request_count{{{JOB_MODEL}}})", "{{model}}"),),
+            "Requests queued or executing; the autoscaling signal"),
+        Panel("End-to-end request time", "ms", (
+            Target(_avg("nv_inference_request_duration_us", "nv_inference_request_success", JOB_MODEL, "model",
+                        " / 1000"), "{{model}}"),),
+            "Average request handling time inside Triton"),
+    )),
+    ("Agent", (
+        Panel("Agent requests by outcome", "reqps", (
+            Target(f"sum by (outcome) (rate({agent.REQUESTS_TOTAL}{{{JOB}}}[{RATE}]))", "{{outcome}}"),),
+            "Restore requests per second handled by restore_r1_agent"),
+        Panel("Tool calls by tool", "ops", (
+            Target(f"sum by (tool) (rate({agent.TOOL_CALLS_TOTAL}{{{JOB}}}[{RATE}]))", "{{tool}}"),),
+            "Tool calls per second, by tool"),
+        Panel("Steps per request", "short", (
+            Target(_hist_avg(agent.STEPS), "mean"),
+            Target(_quantile(0.95, agent.STEPS), "p95")),
+            "Tool calls per restore request"),
+        Panel("Judge-score gain", "short", (
+            Target(_hist_avg(agent.JUDGE_GAIN), "mean"),
+            Target(_quantile(0.5, agent.JUDGE_GAIN), "p50"),
+            Target(_quantile(0.05, agent.JUDGE_GAIN), "p5")),
+            "Judge score of the result minus that of the input (1-5 scale)"),
+        Panel("Step latency p95 by tool", "s", (
+            Target(_quantile(0.95, agent.STEP_LATENCY_SECONDS, "tool"), "{{tool}}"),),
+            "Seconds per agent step (encoder, policy, tool, judge)"),
+        Panel("Agent request latency", "s", (
+            Target(_quantile(0.5, agent.REQUEST_LATENCY_SECONDS), "p50"),
+            Target(_quantile(0.95, agent.REQUEST_LATENCY_SECONDS), "p95")),
+            "Seconds per restore request inside the agent"),
+    )),
+    ("Failures", (
+        Panel("Agent failures by reason", "ops", (
+            Target(f"sum by (reason) (rate({agent.ERRORS_TOTAL}{{{JOB}}}[{RATE}]))", "{{reason}}"),),
+            "Failed or partial agent requests per second, by reason"),
+        Panel("Triton failures by model and reason", "ops", (
+            Target(f"sum by (model, reason) (rate(nv_inference_request_failure{{{JOB_MODEL}}}[{RATE}]))",
+                   "{{model}} {{reason}}"),),
+            "Failed inference requests per second (reason label where Triton sets one)"),
+    )),
+)
+
+#: Template variables: data source, release (metrics job) and model.
+VARIABLES = (
+    {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
+     "current": {}, "hide": 0, "refresh": 1},
+    {"name": "job", "label": "Release", "type": "query", "datasource": DATASOURCE,
+     "query": {"query": "label_values(nv_inference_request_success, job)", "refId": "job"},
+     "definition": "label_values(nv_inference_request_success, job)",
+     "includeAll": True, "multi": True, "current": {}, "hide": 0, "refresh": 2, "sort": 1},
+    {"name": "model", "label": "Model", "type": "query", "datasource": DATASOURCE,
+     "query": {"query": 'label_values(nv_inference_request_success{job=~"$job"}, model)', "refId": "model"},
+     "definition": 'label_values(nv_inference_request_success{job=~"$job"}, model)',
+     "includeAll": True, "multi": True, "current": {}, "hide": 0, "refresh": 2, "sort": 1},
+)
+
+
+def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict:
+    width = GRID_WIDTH // PANELS_PER_ROW
+    return {
+        "id": panel_id,
+        "type": "timeseries",
+        "title": panel.title,
+        "description": panel.description,
+        "datasource": DATASOURCE,
+        "gridPos": {"x": x, "y": y, "w": width, "h": PANEL_HEIGHT},
+        "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
+        "options": {"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}},
+        "targets": [
+            {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": t.expr, "legendFormat": t.legend}
+            for i, t in enumerate(panel.targets)
+        ],
+    }
+
+
+def build_dashboard() -> dict:
+    """The dashboard as Grafana JSON (a dict ready for ``json.dump``)."""
+    panels: list[dict] = []
+    panel_id = 1
+    y = 0
+    width = GRID_WIDTH // PANELS_PER_ROW
+    for row_title, row_panels in ROWS:
+        panels.append({"id": panel_id, "type": "row", "title": row_title, "collapsed": False,
+                       "gridPos": {"x": 0, "y": y, "w": GRID_WIDTH, "h": 1}, "panels": []})
+        panel_id += 1
+        y += 1
+        for i, panel in enumerate(row_panels):
+            col = i % PANELS_PER_ROW
+            if i and col == 0:
+                y += PANEL_HEIGHT
+            panels.append(_panel_json(panel, panel_id, col * width, y))
+            panel_id += 1
+        y += PANEL_HEIGHT
+    return {
+        "uid": DASHBOARD_UID,
+        "title": DASHBOARD_TITLE,
+        "tags": ["restore-r1", "triton", "gpu"],
+        "timezone": "browser",
+        "editable": True,
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "refresh": "30s",
+        "time": {"from": "now-1h", "to": "now"},
+        "templating": {"list": [dict(v) for v in VARIABLES]},
+        "annotations": {"list": []},
+        "panels": panels,
+    }
+
+
+def dashboard_text() -> str:
+    """The dashboard file's exact text (sorted keys, two-space indent, final newline)."""
+    return json.dumps(build_dashboard(), indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the dashboard JSON to the path given as the only argument."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m restore_r1.deploy.dashboard OUT.json", file=sys.stderr)
+        return 2
+    out = Path(args[0])
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(dashboard_text())
+    tmp.replace(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,212 @@
+"""The Helm chart: lint, render with default / GPU / CPU-only values, rendered objects, schemas."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from restore_r1.deploy import chart
+
+VALUE_SETS = ("default", "gpu", "cpu")
+GPU = "nvidia.com/gpu"
+
+
+def _values(which: str) -> dict | None:
+    return None if which == "default" else chart.load_values(chart.EXAMPLES[which])
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict]]:
+    return {which: chart.render(_values(which)) for which in VALUE_SETS}
+
+
+def _triton(objects: list[dict]) -> tuple[dict, dict]:
+    pod = chart.one(objects, "Deployment")["spec"]["template"]["spec"]
+    (container,) = [c for c in pod["containers"] if c["name"] == "triton"]
+    return pod, container
+
+
+@pytest.mark.parametrize("which", VALUE_SETS)
+def test_chart_lints_clean(which):
+    assert chart.lint(_values(which)) == []
+
+
+def test_lint_reports_a_broken_template(tmp_path):
+    import shutil
+
+    broken = tmp_path / "restore-r1"
+    shutil.copytree(chart.CHART_DIR, broken)
+    (broken / "templates" / "broken.yaml").write_text("kind: ConfigMap\nmetadata: {{ .Values.nope.nope }}\n")
+    assert chart.lint(None, chart_dir=broken)
+
+
+@pytest.mark.parametrize("which", VALUE_SETS)
+def test_builtin_kinds_pass_kubernetes_schemas(rendered, which):
+    kinds = {o["kind"] for o in rendered[which]}
+    assert {"Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy"} <= kinds
+    assert chart.validate_builtin(rendered[which]) == []
+
+
+def test_schema_validation_catches_a_bad_field(rendered):
+    objects = copy.deepcopy(rendered["default"])
+    deployment = chart.one(objects, "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["portt"] = 1
+    deployment["spec"]["replicas"] = "two"
+    problems = chart.validate_builtin(objects)
+    assert len(problems) == 1 and problems[0].startswith("Deployment/restore-r1")
+
+
+@pytest.mark.parametrize("which", VALUE_SETS)
+def test_gpu_limits_only_on_triton(rendered, which):
+    pod, triton = _triton(rendered[which])
+    want_gpu = which != "cpu"
+    assert (GPU in triton["resources"].get("limits", {})) is want_gpu
+    if want_gpu:
+        assert triton["resources"]["limits"][GPU] == 1
+    for c in pod["containers"] + pod.get("initContainers", []):
+        if c is not triton:
+            assert GPU not in json.dumps(c.get("resources", {}))
+    assert f"--allow-gpu-metrics={str(want_gpu).lower()}" in triton["args"]
+
+
+def test_gpu_scheduling_from_values(rendered):
+    pod, _ = _triton(rendered["gpu"])
+    assert pod["runtimeClassName"] == "nvidia"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": GPU, "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert "podAntiAffinity" in pod["affinity"]
+    cpu_pod, _ = _triton(rendered["cpu"])
+    assert "runtimeClassName" not in cpu_pod and "tolerations" not in cpu_pod
+
+
+def test_gpu_count_and_custom_scheduling_override():
+    objects = chart.render({"gpu": {"enabled": True, "count": 2},
+                            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml",
+                                             "effect": "NoSchedule"}],
+                            "nodeSelector": {"pool": "a100"}})
+    pod, triton = _triton(objects)
+    assert triton["resources"]["limits"][GPU] == 2
+    assert triton["resources"]["limits"]["memory"] == "16Gi"
+    assert pod["tolerations"][0]["key"] == "dedicated" and pod["nodeSelector"] == {"pool": "a100"}
+
+
+@pytest.mark.parametrize("which", VALUE_SETS)
+def test_probes_on_triton_health_endpoints(rendered, which):
+    _, triton = _triton(rendered[which])
+    assert triton["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    assert triton["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert triton["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    startup = triton["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300  # time to load models
+
+
+def test_services_and_ports(rendered):
+    services = {s["metadata"]["name"]: s for s in chart.by_kind(rendered["default"], "Service")}
+    api, metrics = services["restore-r1"], services["restore-r1-metrics"]
+    assert {(p["name"], p["port"]) for p in api["spec"]["ports"]} == {("http", 8000), ("grpc", 8001)}
+    assert [(p["name"], p["port"]) for p in metrics["spec"]["ports"]] == [("metrics", 8002)]
+    _, triton = _triton(rendered["default"])
+    assert {p["name"]: p["containerPort"] for p in triton["ports"]} == {"http": 8000, "grpc": 8001, "metrics": 8002}
+
+
+@pytest.mark.parametrize("which", VALUE_SETS)
+def test_servicemonitor_scrapes_the_metrics_port(rendered, which):
+    objects = rendered[which]
+    monitor = chart.one(objects, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+    selected = [s for s in chart.by_kind(objects, "Service")
+                if monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()]
+    assert [s["metadata"]["name"] for s in selected] == ["restore-r1-metrics"]
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [chart.TEST_NAMESPACE]}
+    if which != "default":
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+@pytest.mark.parametrize("which", VALUE_SETS)
+def test_dashboard_configmap_and_label(rendered, which):
+    (cm,) = [c for c in chart.by_kind(rendered[which], "ConfigMap") if c["metadata"]["name"].endswith("-dashboard")]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(cm["data"]["restore-r1.json"])
+    shipped = json.loads((chart.CHART_DIR / "dashboards" / "restore-r1.json").read_text())
+    assert dashboard == shipped and dashboard["uid"] == "restore-r1-serving"
+
+
+@pytest.mark.parametrize("which", VALUE_SETS)
+def test_security_context(rendered, which):
+    pod, triton = _triton(rendered[which])
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    sc = triton["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    mounts = {m["mountPath"] for m in triton["volumeMounts"]}
+    assert {"/tmp", "/dev/shm"} <= mounts  # the writable places a read-only root needs
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_model_repository_from_s3_secret(rendered):
+    _, triton = _triton(rendered["gpu"])
+    assert "--model-repository=s3://restore-r1-registry/serving/triton_models" in triton["args"]
+    env = {e["name"]: e for e in triton["env"]}
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "restore-r1-s3", "key": name}
+    assert "--model-control-mode=poll" in triton["args"] and "--repository-poll-secs=60" in triton["args"]
+    assert not [o for o in rendered["gpu"] if o["kind"] == "Secret"]  # credentials are never templated
+
+
+def test_model_repository_from_pvc(rendered):
+    pod, triton = _triton(rendered["cpu"])
+    assert "--model-repository=/models" in triton["args"]
+    (mount,) = [m for m in triton["volumeMounts"] if m["name"] == "models"]
+    assert mount == {"name": "models", "mountPath": "/models", "readOnly": True, "subPath": "triton_models"}
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "models"]
+    assert volume["persistentVolumeClaim"] == {"claimName": "restore-r1-models", "readOnly": True}
+    assert not any(e["name"].startswith("AWS_") for e in triton["env"])
+
+
+def test_autoscaler_on_pending_requests(rendered):
+    assert not chart.by_kind(rendered["default"], "HorizontalPodAutoscaler")
+    hpa = chart.one(rendered["gpu"], "HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["type"] == "Pods" and metric["pods"]["metric"]["name"] == "nv_inference_pending_request_count"
+    assert hpa["spec"]["scaleTargetRef"]["name"] == chart.one(rendered["gpu"], "Deployment")["metadata"]["name"]
+    assert "replicas" not in chart.one(rendered["gpu"], "Deployment")["spec"]  # the HPA owns it
+
+
+def test_disruption_budget_and_network_policy(rendered):
+    pdb = chart.one(rendered["default"], "PodDisruptionBudget")
+    deployment = chart.one(rendered["default"], "Deployment")
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+    policy = chart.one(rendered["default"], "NetworkPolicy")
+    ports = [{p["port"] for p in rule["ports"]} for rule in policy["spec"]["ingress"]]
+    assert ports == [{"http", "grpc"}, {"metrics"}]
+    metrics_from = policy["spec"]["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"]
+    assert metrics_from == {"kubernetes.io/metadata.name": "monitoring"}
+
+
+def test_gpu_alert_only_with_gpus(rendered):
+    def alerts(which):
+        rule = chart.one(rendered[which], "PrometheusRule")
+        return {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+
+    assert "RestoreR1GpuMemoryNearLimit" in alerts("gpu")
+    assert "RestoreR1GpuMemoryNearLimit" not in alerts("cpu")
+
+
+@pytest.mark.parametrize("bad", [
+    {"gpu": {"enabled": True, "count": 0}},
+    {"modelRepository": {"source": "gcs"}},
+    {"modelRepository": {"source": "s3", "s3": {"uri": "https://bucket/x"}}},
+    {"service": {"httpPort": 70000}},
+    {"prometheusRule": {"failureRatio": 2}},
+    {"triton": {"extraArgs": ["model-repository=/x"]}},
+    {"replicas": 3},
+])
+def test_values_schema_rejects_bad_values(bad):
+    with pytest.raises(chart.ChartError):
+        chart.render(bad)

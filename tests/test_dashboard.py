@@ -1,0 +1,120 @@
+"""The Grafana dashboard: generated file up to date, expressions parse, metric names exist."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+
+import pytest
+
+from restore_r1.deploy import chart, dashboard, promql
+
+DASHBOARD_FILE = chart.CHART_DIR / "dashboards" / "restore-r1.json"
+SCRAPE_TIMEOUT_S = 10
+
+
+@pytest.fixture(scope="module")
+def board() -> dict:
+    return json.loads(DASHBOARD_FILE.read_text())
+
+
+def _used_names(board: dict) -> set[str]:
+    used: set[str] = set()
+    for expr in promql.dashboard_expressions(board):
+        used |= promql.metric_names(expr)
+    return used
+
+
+def test_committed_dashboard_is_generated():
+    assert DASHBOARD_FILE.read_text() == dashboard.dashboard_text(), (
+        "regenerate: python -m restore_r1.deploy.dashboard charts/restore-r1/dashboards/restore-r1.json")
+
+
+def test_datasource_is_templated(board):
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    for panel in board["panels"]:
+        if panel["type"] != "row":
+            assert panel["datasource"]["uid"] == "${datasource}"
+            assert all(t["datasource"]["uid"] == "${datasource}" for t in panel["targets"])
+
+
+def test_panels_cover_the_issue(board):
+    titles = {p["title"] for p in board["panels"]}
+    for wanted in ("GPU utilisation", "GPU memory used", "GPU power", "Request rate per model",
+                   "Queue time per request", "Compute time per request", "Average batch size",
+                   "Tool calls by tool", "Steps per request", "Judge-score gain", "Agent failures by reason"):
+        assert wanted in titles
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_every_expression_parses(board):
+    exprs = promql.dashboard_expressions(board)
+    assert len(exprs) >= 20
+    for expr in exprs:
+        assert promql.metric_names(expr), expr
+
+
+def test_unparsable_expression_is_reported():
+    with pytest.raises(promql.PromQLError, match="does not parse"):
+        promql.metric_names("sum(rate(x[5m])")
+    with pytest.raises(promql.PromQLError, match="without a fixed metric name"):
+        promql.metric_names('{job="a"}')
+
+
+def test_dashboard_names_are_documented_exports(board):
+    assert promql.unknown_names(_used_names(board), promql.documented_names()) == set()
+
+
+def test_unknown_names_catches_a_typo():
+    used = {"nv_inference_request_sucess", "nv_gpu_utilization", "kube_deployment_status_replicas_available"}
+    assert promql.unknown_names(used, promql.documented_names()) == {"nv_inference_request_sucess"}
+    assert promql.unknown_names(used, promql.documented_names(), gpu_exported=True) == {
+        "nv_inference_request_sucess", "nv_gpu_utilization"}
+
+
+def test_exported_names_of_a_scrape():
+    text = ("# HELP nv_inference_count Number of inferences\n# TYPE nv_inference_count counter\n"
+            'nv_inference_count{model="nlm_denoise",version="1"} 3\n'
+            "# TYPE restore_r1_agent_steps histogram\n"
+            'restore_r1_agent_steps_bucket{le="1"} 2\nrestore_r1_agent_steps_sum 3\nrestore_r1_agent_steps_count 2\n')
+    assert promql.exported_names(text) == {"nv_inference_count", "restore_r1_agent_steps",
+                                           "restore_r1_agent_steps_bucket", "restore_r1_agent_steps_sum",
+                                           "restore_r1_agent_steps_count"}
+
+
+def test_gpu_allow_list_is_only_gpu_metrics():
+    assert all(name.startswith(("nv_gpu_", "nv_energy_")) for name in promql.GPU_ONLY_METRICS)
+    assert all(promql.TRITON_METRICS_DOC in cite for cite in promql.GPU_ONLY_METRICS.values())
+
+
+def _live_scrape() -> tuple[str, bool]:
+    """Metrics text from a live Triton with the agent loaded, and whether it has a GPU.
+
+    $RESTORE_R1_METRICS_URL points at a running server's /metrics; otherwise the serving
+    package's local server helper starts one.
+    """
+    url = os.environ.get("RESTORE_R1_METRICS_URL")
+    if url:
+        with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_S) as response:
+            text = response.read().decode()
+        return text, "nv_gpu_utilization" in text
+    try:
+        from restore_r1.serving.local import scrape_metrics_after_requests
+    except ImportError as exc:
+        pytest.skip(f"no live Triton: restore_r1.serving.local (the serving issue's server helper) "
+                    f"is not available ({exc}); set RESTORE_R1_METRICS_URL to check a running server")
+    return scrape_metrics_after_requests()
+
+
+@pytest.mark.slow
+def test_dashboard_and_alert_names_in_live_scrape(board):
+    text, has_gpu = _live_scrape()
+    exported = promql.exported_names(text)
+    rule = chart.one(chart.render({"gpu": {"enabled": True}}), "PrometheusRule")
+    used = _used_names(board)
+    for expr in promql.rule_expressions(rule["spec"]["groups"]).values():
+        used |= promql.metric_names(expr)
+    assert promql.unknown_names(used, exported, gpu_exported=has_gpu) == set()
