@@ -69,6 +69,7 @@ def test_gpu_limits_only_on_triton(rendered, which):
         if c is not triton:
             assert GPU not in json.dumps(c.get("resources", {}))
     assert f"--allow-gpu-metrics={str(want_gpu).lower()}" in triton["args"]
+    assert ("--model-config-name=cpu" in triton["args"]) is (which == "cpu")
 
 
 def test_gpu_scheduling_from_values(rendered):
@@ -210,3 +211,16 @@ def test_gpu_alert_only_with_gpus(rendered):
 def test_values_schema_rejects_bad_values(bad):
     with pytest.raises(chart.ChartError):
         chart.render(bad)
+
+
+def test_policy_from_the_registry_uses_the_s3_secret():
+    objects = chart.render({"modelRepository": {"source": "pvc"},
+                            "policy": {"uri": "registry://restore-r1@production",
+                                       "registry": "s3://restore-r1-registry/registry"}})
+    _, triton = _triton(objects)
+    env = {e["name"]: e for e in triton["env"]}
+    assert env["RESTORE_R1_POLICY"]["value"] == "registry://restore-r1@production"
+    assert env["RESTORE_R1_REGISTRY"]["value"] == "s3://restore-r1-registry/registry"
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "restore-r1-s3"
+    with pytest.raises(chart.ChartError):
+        chart.render({"policy": {"uri": "production"}})

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from restore_r1.deploy import chart, dashboard, promql
+from restore_r1.deploy import chart, dashboard, live, promql
 
 DASHBOARD_FILE = chart.CHART_DIR / "dashboards" / "restore-r1.json"
 SCRAPE_TIMEOUT_S = 10
@@ -90,31 +91,35 @@ def test_gpu_allow_list_is_only_gpu_metrics():
     assert all(promql.TRITON_METRICS_DOC in cite for cite in promql.GPU_ONLY_METRICS.values())
 
 
-def _live_scrape() -> tuple[str, bool]:
-    """Metrics text from a live Triton with the agent loaded, and whether it has a GPU.
+def _live_scrape(tmp_path) -> tuple[str, bool]:
+    """Metrics text of a live Triton with the agent loaded, and whether it has a GPU.
 
-    $RESTORE_R1_METRICS_URL points at a running server's /metrics; otherwise the serving
-    package's local server helper starts one.
+    $RESTORE_R1_METRICS_URL points at a running server's /metrics (e.g. a GPU deployment);
+    otherwise the serving package's local server runs over triton_models/ (CPU configs).
     """
     url = os.environ.get("RESTORE_R1_METRICS_URL")
     if url:
         with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_S) as response:
             text = response.read().decode()
         return text, "nv_gpu_utilization" in text
-    try:
-        from restore_r1.serving.local import scrape_metrics_after_requests
-    except ImportError as exc:
-        pytest.skip(f"no live Triton: restore_r1.serving.local (the serving issue's server helper) "
-                    f"is not available ({exc}); set RESTORE_R1_METRICS_URL to check a running server")
-    return scrape_metrics_after_requests()
+    from restore_r1.serving.server import DEFAULT_VENV, VENV_ENV
+
+    venv = Path(os.environ.get(VENV_ENV, DEFAULT_VENV))
+    if not (venv / "bin" / "python").exists():
+        pytest.skip(f"no Triton venv at {venv} (build it with `make triton-venv` or set ${VENV_ENV}); "
+                    "the live /metrics check needs the local tritonserver")
+    return live.scrape_after_requests(tmp_path)
 
 
 @pytest.mark.slow
-def test_dashboard_and_alert_names_in_live_scrape(board):
-    text, has_gpu = _live_scrape()
+def test_dashboard_and_alert_names_in_live_scrape(board, tmp_path):
+    text, has_gpu = _live_scrape(tmp_path)
     exported = promql.exported_names(text)
     rule = chart.one(chart.render({"gpu": {"enabled": True}}), "PrometheusRule")
     used = _used_names(board)
     for expr in promql.rule_expressions(rule["spec"]["groups"]).values():
         used |= promql.metric_names(expr)
     assert promql.unknown_names(used, exported, gpu_exported=has_gpu) == set()
+    # The scrape really came from our server: Triton per-model series and the agent's own.
+    assert promql.agent_metric_names() <= exported
+    assert 'model="restore_r1_agent"' in text
