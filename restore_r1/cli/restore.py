@@ -1,6 +1,7 @@
 """``restore-r1 restore``: restore images with a trained policy (deterministic plan).
 
     restore-r1 restore IN... -o OUT [--policy PATH|registry://NAME@STAGE] [--max-steps K] [--json]
+    restore-r1 restore IN... -o OUT --triton-url HOST:PORT [--protocol http|grpc]
 
 IN may be image files or folders of images. Each result is written to ``OUT/<stem>.png``.
 Per image it reports the tools chosen in order, the judge score after each step and the seconds
@@ -28,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--judge", default="default", help="judge used to report scores (default: the offline default)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
     parser.add_argument("--max-pixels", type=int, help="refuse larger images (default: $RESTORE_R1_MAX_PIXELS or 64 MP)")
+    parser.add_argument("--triton-url", metavar="URL", help="restore through the restore_r1_agent model of a Triton server (host:port)")
+    parser.add_argument("--protocol", choices=("http", "grpc"), default="http", help="Triton protocol (default: http)")
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
@@ -45,7 +48,16 @@ def run(args: argparse.Namespace) -> int:
     from restore_r1.agent.inference import Agent
     from restore_r1.images import read_image, write_image
 
-    agent = Agent.load(args.policy, judge=args.judge, max_steps=args.max_steps)
+    if args.triton_url and args.policy:
+        raise ValueError("--policy is for in-process restores; a Triton server's agent uses the policy of its model repository")
+    if args.triton_url:
+        # The server's agent uses its own policy and judge; --max-steps travels with each request.
+        from restore_r1.serving.client import TritonAgentClient
+
+        client = TritonAgentClient(args.triton_url, protocol=args.protocol)
+        restore = lambda img: client.restore(img, max_steps=args.max_steps)  # noqa: E731
+    else:
+        restore = Agent.load(args.policy, judge=args.judge, max_steps=args.max_steps).restore
     out_dir = Path(args.out)
     paths = expand_inputs(args.inputs)
     failures = BatchFailures()
@@ -57,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             if name in used:
                 raise ValueError(f"another input already wrote {out_dir / name}; rename one of them")
             used.add(name)
-            result = agent.restore(img)
+            result = restore(img)
             target = write_image(out_dir / name, result.image)
         except Exception as exc:  # batch edge: report, go on with the next image
             failures.add(str(path), exc)

@@ -43,6 +43,8 @@ HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT, DEFAULT_METRICS_PORT = 8000, 8001, 8002
 #: Seconds to wait for every model to load (the agent loads the judge, the policy its encoder).
 DEFAULT_START_TIMEOUT_S = 180.0
+#: Seconds Triton waits for open connections and in-flight requests when told to stop.
+EXIT_TIMEOUT_S = 10
 #: Seconds between SIGTERM and SIGKILL.
 STOP_GRACE_S = 30.0
 #: Backend files of the wheel linked into the assembled backend folder.
@@ -144,6 +146,7 @@ class TritonServer:
             f"--metrics-address={HOST}", f"--metrics-port={self.metrics_port}",
             "--allow-metrics=true", "--allow-gpu-metrics=false",
             "--log-verbose=0",
+            f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
         ]
         if self.model_config_name:
             cmd.append(f"--model-config-name={self.model_config_name}")

@@ -16,6 +16,8 @@ from pathlib import Path
 FAST_TOOLS = ("gamma_correction", "constant_shift", "clahe", "guided_denoise", "cap_dehaze", "rain_opening", "unsharp_defocus", "jpeg_guided_deblock")
 #: Std of the output layer's weights of the random policy.
 HEAD_STD = 0.5
+#: Bias of the STOP logit: low, so that plans run to ``max_steps`` unless a tool logit is lower.
+STOP_BIAS = -3.0
 
 
 def make_random_policy(directory: str | os.PathLike, tools: Sequence[str] = FAST_TOOLS, seed: int = 0, max_steps: int = 3) -> Path:
@@ -34,4 +36,5 @@ def make_random_policy(directory: str | os.PathLike, tools: Sequence[str] = FAST
     with torch.no_grad():
         head.weight.normal_(0.0, HEAD_STD, generator=gen)
         head.bias.normal_(0.0, HEAD_STD, generator=gen)
+        head.bias[config.stop_action] = STOP_BIAS
     return save_policy(policy, directory)

@@ -1,0 +1,121 @@
+"""Client of the agent model on a Triton server (``restore-r1 restore --triton-url``).
+
+    client = TritonAgentClient("127.0.0.1:8000", protocol="http")
+    result = client.restore(img)          # RestoreResult(image, tools, scores, seconds)
+
+One image per request (``IMAGE`` uint8 [1, H, W, 3]); ``TRAJECTORY`` comes back as JSON. A
+server-side error (bad input, a failed or timed-out tool) raises :class:`RemoteError` with the
+server's message and its reason tag (``[tool_timeout] ...``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from restore_r1.agent.inference import RestoreResult
+from restore_r1.errors import RestoreR1Error
+from restore_r1.serving.backend import AGENT_MODEL, IMAGE, MAX_STEPS, OUTPUT_IMAGE, TRAJECTORY
+
+#: Protocols and their default ports.
+PROTOCOLS = {"http": 8000, "grpc": 8001}
+#: Seconds a request may take end to end (client side).
+DEFAULT_TIMEOUT_S = 300.0
+_REASON = re.compile(r"\[([a-z_]+)\]")
+
+
+class RemoteError(RestoreR1Error, RuntimeError):
+    """The server answered a request with an error.
+
+    Attributes:
+        reason: the agent's reason tag (``invalid_input``, ``tool_failed``, ...) or ``None``
+            when Triton itself refused the request (e.g. a wrong dtype or shape).
+        status: the transport's status text (HTTP code or gRPC status) when known.
+    """
+
+    def __init__(self, message: str, reason: str | None = None, status: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+
+
+@dataclass
+class TritonAgentClient:
+    """Calls ``restore_r1_agent`` over HTTP or gRPC.
+
+    Args:
+        url: ``host:port`` (a leading ``http://`` / ``grpc://`` is dropped).
+        protocol: ``"http"`` or ``"grpc"``.
+        timeout_s: per-request timeout.
+        model: the agent model name.
+    """
+
+    url: str
+    protocol: str = "http"
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    model: str = AGENT_MODEL
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol {self.protocol!r}: expected one of {sorted(PROTOCOLS)}")
+        self.url = re.sub(r"^[a-z]+://", "", self.url).rstrip("/")
+        if not self.url:
+            raise ValueError("empty Triton URL; expected host:port")
+        if self.protocol == "http":
+            import tritonclient.http as tc
+
+            self._client = tc.InferenceServerClient(self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s)
+        else:
+            import tritonclient.grpc as tc
+
+            self._client = tc.InferenceServerClient(self.url)
+        self._tc = tc
+
+    def ready(self) -> bool:
+        """Whether the server and the agent model are ready."""
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return bool(self._client.is_server_ready() and self._client.is_model_ready(self.model))
+        except (InferenceServerException, ConnectionError, OSError):
+            return False
+
+    def infer_raw(self, array: np.ndarray, max_steps: int | None = None):
+        """Sends ``array`` as ``IMAGE`` as it is (any dtype/shape: for tests); returns the result object."""
+        from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
+        tc = self._tc
+        inp = tc.InferInput(IMAGE, list(array.shape), np_to_triton_dtype(array.dtype))
+        inp.set_data_from_numpy(array)
+        inputs = [inp]
+        if max_steps is not None:
+            cap = tc.InferInput(MAX_STEPS, [array.shape[0], 1], "INT32")
+            cap.set_data_from_numpy(np.full((array.shape[0], 1), max_steps, dtype=np.int32))
+            inputs.append(cap)
+        outputs = [tc.InferRequestedOutput(OUTPUT_IMAGE), tc.InferRequestedOutput(TRAJECTORY)]
+        try:
+            if self.protocol == "grpc":
+                return self._client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout_s)
+            return self._client.infer(self.model, inputs, outputs=outputs)
+        except InferenceServerException as exc:
+            message = " ".join(str(exc.message() or exc).split())
+            found = _REASON.search(message)
+            raise RemoteError(f"Triton {self.url}: {message}", found.group(1) if found else None, str(exc.status())) from None
+
+    def restore(self, img: np.ndarray, max_steps: int | None = None) -> RestoreResult:
+        """Restores one uint8 RGB H×W×3 image through the agent model.
+
+        Raises:
+            RemoteError: the server refused or failed the request.
+        """
+        result = self.infer_raw(np.ascontiguousarray(img)[None], max_steps)
+        image = result.as_numpy(OUTPUT_IMAGE)[0]
+        raw = result.as_numpy(TRAJECTORY).reshape(-1)[0]
+        traj = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        return RestoreResult(image=image, tools=list(traj["tools"]), scores=[float(s) for s in traj["scores"]], seconds=float(traj["seconds"]))
+
+    def close(self) -> None:
+        self._client.close()
