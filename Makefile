@@ -8,7 +8,7 @@ STAMP := $(VENV)/.restore-r1-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo test test-fast bench clean help promtool
+.PHONY: venv demo test test-fast bench clean help promtool triton-venv serve serving-bench
 
 help:
 	@echo "make demo   - create the environment if missing, then run the demo"
@@ -37,10 +37,29 @@ $(PROMTOOL):
 	rm -rf .cache/promtool/deb
 	$@ --version | head -1
 
+# Triton's own environment (numpy<2, OpenCV 4.11, the tritonserver of nvidia-pytriton, this
+# package --no-deps); about 2 minutes from this machine's wheel cache. See docs/serving.md.
+TRITON_VENV ?= .venv-triton
+TRITON_STAMP := $(TRITON_VENV)/.restore-r1-installed
+triton-venv: $(TRITON_STAMP)
+$(TRITON_STAMP): requirements-triton.txt requirements-nodeps.txt pyproject.toml
+	test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/pip install -q -r requirements-triton.txt
+	$(TRITON_VENV)/bin/pip install -q --no-deps -r requirements-nodeps.txt
+	$(TRITON_VENV)/bin/pip install -q --no-deps -e .
+	touch $@
+
+# A real Triton server on 127.0.0.1:8000/8001/8002 with triton_models/ until Ctrl-C.
+serve: $(STAMP) $(TRITON_STAMP)
+	$(BIN)/python -m restore_r1.serving.server --repo triton_models --venv $(TRITON_VENV)
+
+serving-bench: $(STAMP) $(TRITON_STAMP)
+	$(BIN)/python bench/serving_bench.py --out bench/results
+
 demo: $(STAMP)
 	$(BIN)/restore-r1 demo --out demo_out
 
-test: $(STAMP) $(PROMTOOL)
+test: $(STAMP) $(PROMTOOL) $(TRITON_STAMP)
 	$(BIN)/python -m pytest -q tests
 
 test-fast: $(STAMP) $(PROMTOOL)
