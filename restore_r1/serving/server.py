@@ -107,6 +107,7 @@ class TritonServer:
         model_config_name: ``"cpu"`` selects ``configs/cpu.pbtxt``; ``None`` the production config.
         env: extra environment variables for the server (and its python models).
         log_path: where the server log goes (default: a file in the scratch folder).
+        extra_args: more ``tritonserver`` options (e.g. ``--model-control-mode=explicit``).
     """
 
     repository: Path
@@ -117,6 +118,7 @@ class TritonServer:
     model_config_name: str | None = "cpu"
     env: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
+    extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = None
     _scratch: Path | None = None
 
@@ -150,7 +152,7 @@ class TritonServer:
         ]
         if self.model_config_name:
             cmd.append(f"--model-config-name={self.model_config_name}")
-        return cmd
+        return cmd + list(self.extra_args)
 
     def start(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> TritonServer:
         """Starts the server and waits until it and every model are ready.
