@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml requirements-nodeps.txt
 	$(BIN)/pip install -q --upgrade pip
 	# torch/torchvision: the matching pair that lies on this machine's disk
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,kubeflow]'
 	# packages whose declared requirements we do not want (see the file)
 	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
 	touch $@
@@ -67,6 +67,15 @@ test-fast: $(STAMP) $(PROMTOOL)
 
 bench: $(STAMP)
 	$(BIN)/python bench/tools_bench.py --out bench/results
+
+# The Kubeflow pipeline (docs/kubeflow.md): the uploadable YAML, and a local end-to-end run with
+# kfp.local on the bundled photos (small settings) registering into the local registry.
+.PHONY: pipeline pipeline-yaml
+pipeline-yaml: $(STAMP)
+	$(BIN)/python -m pipelines.compile
+
+pipeline: $(STAMP)
+	$(BIN)/python -m pipelines.run_local --out pipeline_out
 
 clean:
 	rm -rf demo_out .pytest_cache

@@ -1,0 +1,109 @@
+"""The six components. Each body parses its inputs, calls one :mod:`restore_r1.pipeline.steps`
+function and writes its outputs; all logic is in the library (installed in the image).
+
+KFP copies each function's source into the component, so imports live inside the bodies.
+``install_kfp_package=False``: the image already has ``kfp`` and pods need not reach PyPI.
+"""
+
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+
+from components.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def synthesize(images_uri: str, cases: str, per_case: int, seed: int, crop: int, dataset: Output[Dataset],
+               manifest: Output[Artifact]):
+    """Clean images (``bundled[:split]``, a folder or ``s3://...``) -> degraded data set + its manifest."""
+    import shutil
+
+    from restore_r1.pipeline.steps import synthesize_step
+
+    info = synthesize_step(images_uri, dataset.path, cases=cases, per_case=per_case, seed=seed, crop=crop)
+    shutil.copyfile(f"{dataset.path}/manifest.jsonl", manifest.path)
+    dataset.metadata.update(info)
+    manifest.metadata.update({"pairs": info["pairs"], "sha256": info["manifest_sha256"]})
+    print(f"data set: {info['pairs']} pairs from {info['sources']} images -> {dataset.uri}")
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def train_grpo(dataset: Input[Dataset], judge: str, encoder: str, tools: str, group_size: int, steps: int, max_steps: int,
+               batch_images: int, seed: int, policy: Output[Model], training_log: Output[Artifact], metrics: Output[Metrics]):
+    """GRPO training on the data set's degraded images -> policy checkpoint + training log."""
+    from restore_r1.pipeline.steps import train_step
+
+    out = train_step(dataset.path, policy.path, training_log.path, judge=judge, encoder=encoder, tools=tools, group_size=group_size,
+                     steps=steps, max_steps=max_steps, batch_images=batch_images, seed=seed)
+    policy.metadata.update({"framework": "restore_r1.policy", "parameters": out["parameters"]})
+    for key in ("mean_return", "mean_final_score", "mean_steps", "kl", "entropy"):
+        if key in out["final"]:
+            metrics.log_metric(f"train_{key}", float(out["final"][key]))
+    print(f"policy -> {policy.uri}; last update: {out['final']}")
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def evaluate(policy: Input[Model], images_uri: str, cases: str, per_case: int, seed: int, crop: int, methods: str,
+             metric_names: str, judge: str, results: Output[Artifact], report: Output[Markdown], report_html: Output[HTML],
+             metrics: Output[Metrics]):
+    """Policy + held-out images -> results folder (JSON, CSV, Markdown, plots), UI reports and key metrics."""
+    from restore_r1.pipeline.report import key_metrics, summary_html, summary_markdown
+    from restore_r1.pipeline.steps import evaluate_step
+
+    res = evaluate_step(policy.path, images_uri, results.path, cases=cases, per_case=per_case, seed=seed, crop=crop,
+                        methods=methods, metrics=metric_names, judge=judge)
+    with open(report.path, "w") as fh:
+        fh.write(summary_markdown(res))
+    with open(report_html.path, "w") as fh:
+        fh.write(summary_html(res, results.path))
+    for key, value in key_metrics(res).items():
+        metrics.log_metric(key, value)
+    print(summary_markdown(res))
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def gate(results: Input[Artifact], registry: str, model_name: str, metric: str, min_delta: float, s3_endpoint: str,
+         decision: Output[Markdown]) -> bool:
+    """True when the new policy beats the registry's production version on the same evaluation (or there is none)."""
+    from restore_r1.pipeline.steps import gate_step
+
+    verdict = gate_step(results.path, registry, model_name, metric=metric, min_delta=min_delta, endpoint=s3_endpoint)
+    with open(decision.path, "w") as fh:
+        fh.write(verdict.to_markdown())
+    decision.metadata.update(verdict.to_dict())
+    print(("GATE PASSED: " if verdict.passed else "GATE NOT PASSED: ") + verdict.reason)
+    return verdict.passed
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def register(policy: Input[Model], results: Input[Artifact], dataset: Input[Dataset], registry: str, model_name: str, promote: bool,
+             s3_endpoint: str, model_registry_address: str, run_id: str, run_name: str, registered: Output[Artifact]) -> int:
+    """Policy + its evaluation -> a new registry version (production if ``promote``, else staging)."""
+    import json
+
+    from restore_r1.pipeline.steps import register_step
+
+    version = register_step(
+        policy.path, results.path, registry, model_name, promote, endpoint=s3_endpoint,
+        dataset={"uri": dataset.uri, **dataset.metadata}, parameters=policy.metadata.get("parameters", {}),
+        run={"id": run_id, "name": run_name, "pipeline": "restore-r1-training"}, model_registry_address=model_registry_address,
+    )
+    with open(registered.path, "w") as fh:
+        json.dump(version.to_manifest() | {"aliases": version.aliases}, fh, indent=2)
+    registered.metadata.update({"registry": registry, "uri": version.uri, "version": version.version, "aliases": version.aliases})
+    print(f"registered {version.uri} ({', '.join(version.aliases)}) in {registry}: {version.artifact_uri}")
+    return version.version
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def export_serving(registry: str, model_name: str, version: int, s3_endpoint: str, model_repository: str,
+                   triton_entry: Output[Model]):
+    """A registry version -> a versioned Triton model-repository entry (also copied to ``model_repository`` if set)."""
+    from restore_r1.pipeline.steps import export_step
+
+    result, published = export_step(registry, model_name, version, triton_entry.path, endpoint=s3_endpoint,
+                                    model_repository=model_repository)
+    triton_entry.metadata.update({"version": version, "files": result.files, "notes": result.notes, "published": published})
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"Triton entry restore_r1_policy/{version} -> {triton_entry.uri}" + (f"; copied to {model_repository}" if published else ""))

@@ -1,0 +1,1 @@
+"""Kubeflow pipelines of Restore-R1 (compiled YAML committed beside them)."""
