@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -432,6 +433,23 @@ class AgentMetrics:
         self._families.clear()
 
 
+class MetricEvents:
+    """Metric updates of one request, buffered by its worker thread and replayed in one thread."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, float, dict[str, str]]] = []
+
+    def increment(self, name: str, value: float = 1.0, **labels: str) -> None:
+        self.events.append(("increment", name, value, labels))
+
+    def observe(self, name: str, value: float, **labels: str) -> None:
+        self.events.append(("observe", name, value, labels))
+
+    def replay(self, metrics: AgentMetrics) -> None:
+        for method, name, value, labels in self.events:
+            getattr(metrics, method)(name, value, **labels)
+
+
 class AgentModel:
     """The agent: a BLS loop over the policy and tool models, scored by the judge."""
 
@@ -453,13 +471,22 @@ class AgentModel:
         # never returns is abandoned after tool_timeout_s instead of blocking its episode.
         self.episodes = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="episode")
         self.calls = ThreadPoolExecutor(max_workers=2 * workers, thread_name_prefix="bls")
+        # Triton 2.51's python stub crashed (boost lock_exception, SIGSEGV) when several threads
+        # of one model ran BLS exec() at once with 256-512² images: one BLS call at a time per
+        # instance. Episodes still overlap their judge and bookkeeping, and several agent
+        # instances (instance_group count) call the policy/tool models side by side.
+        self.bls_lock = threading.Lock()
         self.metrics = AgentMetrics(self.pb)
 
     # -- BLS calls ---------------------------------------------------------------------------
     def _bls(self, model: str, inputs: list, outputs: list[str], reason: str, what: str) -> list[np.ndarray]:
         pb = self.pb
         request = pb.InferenceRequest(model_name=model, requested_output_names=outputs, inputs=inputs)
-        future = self.calls.submit(request.exec)
+        def call():
+            with self.bls_lock:
+                return request.exec()
+
+        future = self.calls.submit(call)
         try:
             response = future.result(timeout=self.tool_timeout_s)
         except FutureTimeout:
@@ -497,15 +524,19 @@ class AgentModel:
         return float(self.judge.score([image])[0])
 
     # -- requests ----------------------------------------------------------------------------
-    def _episode(self, image: np.ndarray, max_steps: int) -> Episode:
+    def _episode(self, image: np.ndarray, max_steps: int, events: MetricEvents) -> Episode:
         def on_step(name: str, seconds: float) -> None:
-            self.metrics.observe(m.STEP_LATENCY_SECONDS, seconds, tool=name)
+            events.observe(m.STEP_LATENCY_SECONDS, seconds, tool=name)
             if name != STOP:
-                self.metrics.increment(m.TOOL_CALLS_TOTAL, tool=name)
+                events.increment(m.TOOL_CALLS_TOTAL, tool=name)
 
         return run_episode(image, self.call_policy, self.call_tool, self.score, max_steps, on_step)
 
-    def _one(self, request) -> Any:
+    def _one(self, request) -> tuple[Any, MetricEvents]:
+        events = MetricEvents()
+        return self._respond(request, events), events
+
+    def _respond(self, request, events: MetricEvents) -> Any:
         pb = self.pb
         start = time.perf_counter()
         try:
@@ -522,20 +553,20 @@ class AgentModel:
                     raise ImageError(f"{MAX_STEPS} {limits}: one value per image, each in 0..{HISTORY_LEN}")
             except (ImageError, ValueError) as exc:
                 raise ServingError(m.ERROR_INVALID_INPUT, str(exc)) from None
-            episodes = [self._episode(img, cap) for img, cap in zip(imgs, limits)]
+            episodes = [self._episode(img, cap, events) for img, cap in zip(imgs, limits)]
         except ServingError as exc:
-            self.metrics.increment(m.ERRORS_TOTAL, reason=exc.reason)
-            self.metrics.increment(m.REQUESTS_TOTAL, outcome=m.OUTCOME_ERROR)
+            events.increment(m.ERRORS_TOTAL, reason=exc.reason)
+            events.increment(m.REQUESTS_TOTAL, outcome=m.OUTCOME_ERROR)
             return _error_response(pb, f"[{exc.reason}] {exc}", invalid=exc.reason == m.ERROR_INVALID_INPUT)
         except Exception as exc:  # Triton edge: a bug must not take the server down
-            self.metrics.increment(m.ERRORS_TOTAL, reason=m.ERROR_INTERNAL)
-            self.metrics.increment(m.REQUESTS_TOTAL, outcome=m.OUTCOME_ERROR)
+            events.increment(m.ERRORS_TOTAL, reason=m.ERROR_INTERNAL)
+            events.increment(m.REQUESTS_TOTAL, outcome=m.OUTCOME_ERROR)
             return _error_response(pb, f"[{m.ERROR_INTERNAL}] {type(exc).__name__}: {exc}", invalid=False)
         for ep in episodes:
-            self.metrics.observe(m.STEPS, len(ep.tools))
-            self.metrics.observe(m.JUDGE_GAIN, ep.scores[-1] - ep.scores[0])
-        self.metrics.increment(m.REQUESTS_TOTAL, outcome=m.OUTCOME_OK)
-        self.metrics.observe(m.REQUEST_LATENCY_SECONDS, time.perf_counter() - start)
+            events.observe(m.STEPS, len(ep.tools))
+            events.observe(m.JUDGE_GAIN, ep.scores[-1] - ep.scores[0])
+        events.increment(m.REQUESTS_TOTAL, outcome=m.OUTCOME_OK)
+        events.observe(m.REQUEST_LATENCY_SECONDS, time.perf_counter() - start)
         trajectories = np.array([[json.dumps(ep.trajectory()).encode()] for ep in episodes], dtype=np.object_)
         return pb.InferenceResponse(output_tensors=[
             pb.Tensor(OUTPUT_IMAGE, np.ascontiguousarray(np.stack([ep.image for ep in episodes]))),
@@ -545,7 +576,12 @@ class AgentModel:
     def execute(self, requests: list) -> list:
         # The requests Triton grouped run side by side, so their policy and tool calls reach
         # those models together and are batched there by the dynamic batcher.
-        return list(self.episodes.map(self._one, requests))
+        results = list(self.episodes.map(self._one, requests))
+        # Metrics are recorded here, in the thread Triton called execute from: the 2.51 stub's
+        # metric calls are not safe from several threads at once.
+        for _, events in results:
+            events.replay(self.metrics)
+        return [response for response, _ in results]
 
     def finalize(self) -> None:
         self.episodes.shutdown(wait=False, cancel_futures=True)

@@ -31,9 +31,10 @@ CPU_MAX_BATCH = {"tool": 4, "policy": 16, "agent": 4}
 #: How long the dynamic batcher waits to fill a batch (µs).
 GPU_QUEUE_DELAY_US = {"tool": 2000, "policy": 1000, "agent": 1000}
 CPU_QUEUE_DELAY_US = {"tool": 1000, "policy": 500, "agent": 500}
-#: Instances per model. On a 2-core CPU host one each, the agent two (its threads mostly wait).
-GPU_INSTANCES = {"tool": 1, "policy": 1, "agent": 2}
-CPU_INSTANCES = {"tool": 1, "policy": 1, "agent": 1}
+#: Instances per model. The agent's instances mostly wait on BLS calls (one at a time each), so
+#: it gets more of them than the models doing the work.
+GPU_INSTANCES = {"tool": 1, "policy": 1, "agent": 4}
+CPU_INSTANCES = {"tool": 1, "policy": 1, "agent": 2}
 #: Agent parameters written into both configs.
 AGENT_PARAMETERS = {
     b.PARAM_JUDGE: b.DEFAULT_JUDGE,

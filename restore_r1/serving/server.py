@@ -45,6 +45,9 @@ DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT, DEFAULT_METRICS_PORT = 8000, 8001, 8002
 DEFAULT_START_TIMEOUT_S = 180.0
 #: Seconds Triton waits for open connections and in-flight requests when told to stop.
 EXIT_TIMEOUT_S = 10
+#: Python-backend shared memory per model instance (initial size and growth step), bytes.
+PYTHON_SHM_BYTES = 64 * 1024 * 1024
+PYTHON_SHM_GROWTH_BYTES = 16 * 1024 * 1024
 #: Seconds between SIGTERM and SIGKILL.
 STOP_GRACE_S = 30.0
 #: Backend files of the wheel linked into the assembled backend folder.
@@ -149,6 +152,10 @@ class TritonServer:
             "--allow-metrics=true", "--allow-gpu-metrics=false",
             "--log-verbose=0",
             f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
+            # A shared-memory region per python model large enough that concurrent BLS calls
+            # with 512² images never grow it (growth under concurrent BLS crashed 2.51's stub).
+            f"--backend-config=python,shm-default-byte-size={PYTHON_SHM_BYTES}",
+            f"--backend-config=python,shm-growth-byte-size={PYTHON_SHM_GROWTH_BYTES}",
         ]
         if self.model_config_name:
             cmd.append(f"--model-config-name={self.model_config_name}")
