@@ -7,8 +7,10 @@ STAMP := $(VENV)/.restore-r1-installed
 # Weights never come from a hub at run time: absent weights fail fast, by name.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+# GRPO settings of the shipped default policy (see `restore-r1 train --help`).
+DEFAULT_TRAIN_ARGS ?= --steps 120 --group 8 --batch-images 4 --lr 1e-3 --tool-cost 0.02 --seed 0
 
-.PHONY: venv demo test test-fast bench clean help promtool triton-venv serve serving-bench
+.PHONY: default-policy venv demo test test-fast bench clean help promtool triton-venv serve serving-bench
 
 help:
 	@echo "make demo   - create the environment if missing, then run the demo"
@@ -67,6 +69,17 @@ test-fast: $(STAMP) $(PROMTOOL)
 
 bench: $(STAMP)
 	$(BIN)/python bench/tools_bench.py --out bench/results
+	$(BIN)/python bench/judges_bench.py --out bench/results
+	$(BIN)/python bench/agent_bench.py --out bench/results
+
+# The shipped default policy, reproduced exactly (README: "The default policy").
+DEFAULT_POLICY := restore_r1/data/default_policy
+default-policy: $(STAMP)
+	$(BIN)/restore-r1 synth --split train --crop 256 --cases 1-15 --per-case 3 --seed 0 --out data/default_train
+	$(BIN)/restore-r1 train --data data/default_train --out runs/default_policy $(DEFAULT_TRAIN_ARGS)
+	rm -rf $(DEFAULT_POLICY).tmp && cp -r runs/default_policy/policy $(DEFAULT_POLICY).tmp
+	cp runs/default_policy/train_log.jsonl $(DEFAULT_POLICY).tmp/
+	rm -rf $(DEFAULT_POLICY) && mv $(DEFAULT_POLICY).tmp $(DEFAULT_POLICY)
 
 # The Kubeflow pipeline (docs/kubeflow.md): the uploadable YAML, and a local end-to-end run with
 # kfp.local on the bundled photos (small settings) registering into the local registry.
