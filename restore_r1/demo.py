@@ -6,14 +6,13 @@ Nothing here is used in training: the clean photos are the bundled held-out ones
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from restore_r1.images import atomic_write_bytes, write_image
+from restore_r1.images import write_image
 
 #: Cases shown by the demo (one of each setting at least, a 5-degradation one included).
 DEMO_CASES: tuple[int, ...] = (1, 4, 5, 8, 11, 13, 15)
@@ -73,10 +72,9 @@ def run_demo(out_dir: str | os.PathLike, policy: str | None = None, cases=DEMO_C
 
 
 def _contact_sheet(items, path: Path) -> None:
-    import matplotlib
+    from restore_r1.evaluate import pyplot, write_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(len(items), 3, figsize=(7.5, 2.6 * len(items)), dpi=110, squeeze=False)
     for r, (pair, res, row) in enumerate(items):
@@ -90,11 +88,7 @@ def _contact_sheet(items, path: Path) -> None:
             ax.imshow(img)
             ax.set_title(title, fontsize=7)
             ax.axis("off")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    write_figure(fig, path)
 
 
 def format_rows(rows: list[DemoRow]) -> str:

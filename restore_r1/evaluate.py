@@ -367,6 +367,22 @@ def write_reports(results: dict[str, Any], records: list[dict], config: EvalConf
     _plot_grid(config, out, out / "qualitative.png")
 
 
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
+    plt = pyplot()
+
+    return plt
+
+
+def write_figure(fig, path: Path) -> None:
+    """Saves a matplotlib figure as PNG atomically and closes it."""
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    pyplot().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def _perceptual_metric(config: EvalConfig, unavailable: dict[str, str]) -> str | None:
     for name in ("musiq", "deqa", "maniqa", "clipiqa", "niqe", "piqe"):
         if name in config.metrics and name not in unavailable:
@@ -375,10 +391,7 @@ def _perceptual_metric(config: EvalConfig, unavailable: dict[str, str]) -> str |
 
 
 def _plot_perception_distortion(results: dict, config: EvalConfig, unavailable: dict[str, str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     perceptual = _perceptual_metric(config, unavailable)
     fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
@@ -396,18 +409,11 @@ def _plot_perception_distortion(results: dict, config: EvalConfig, unavailable: 
             ax.invert_xaxis()
         ax.set_ylabel("PSNR (dB, distortion: higher is better)")
     ax.set_title("Perception–distortion trade-off (cf. paper Fig. 7)")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    write_figure(fig, path)
 
 
 def _plot_grid(config: EvalConfig, out: Path, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ids = sorted(p.name for p in (out / "images").iterdir() if p.is_dir())
     if not ids:
@@ -425,8 +431,4 @@ def _plot_grid(config: EvalConfig, out: Path, path: Path) -> None:
                 ax.set_title({"lq": "input", "gt": "clean"}.get(col, col), fontsize=8)
         axes[r][0].text(-0.05, 0.5, ident, transform=axes[r][0].transAxes, rotation=90, ha="right", va="center", fontsize=6)
     fig.suptitle("Qualitative comparison (cf. paper Fig. 8)", fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    write_figure(fig, path)
