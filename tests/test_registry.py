@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 from pathlib import Path
 
 import pytest
@@ -200,9 +199,9 @@ def test_publish_policy_refuses_a_corrupt_checkpoint(registry, tmp_path):
     assert registry.models() == []
 
 
-def test_cli_list_show_promote_pull(tmp_path, capsys):
+def test_cli_list_show_promote_pull(tmp_path, capsys, monkeypatch):
     reg = str(tmp_path / "reg")
-    os.environ.pop("RESTORE_R1_REGISTRY", None)
+    monkeypatch.delenv("RESTORE_R1_REGISTRY", raising=False)
     policy = make_policy(tmp_path / "p")
     results = tmp_path / "results.json"
     results.write_text(json.dumps({"summary": {"policy": {"psnr": 21.0, "images": 3}, "input": {"psnr": 18.0}}}))
