@@ -369,7 +369,10 @@ def write_reports(results: dict[str, Any], records: list[dict], config: EvalConf
 
 def pyplot():
     """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
-    plt = pyplot()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
     return plt
 
