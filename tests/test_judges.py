@@ -350,3 +350,120 @@ def test_nr_offline_is_weighted_mean_of_parts():
     total = sum(w for _, w in NR_OFFLINE_WEIGHTS)
     expected = sum(w * parts[m] for m, w in NR_OFFLINE_WEIGHTS) / total
     assert create_judge("nr_offline").score(imgs)[0] == pytest.approx(expected, abs=1e-9)
+
+
+# ------------------------------------------------------------------ the calibrated judge
+
+
+def _heldout_crop(size: int = 256) -> np.ndarray:
+    from restore_r1.cleanimages import load_clean
+
+    img = load_clean("coffee")  # a HELD-OUT photo: never used to calibrate the judge
+    return np.ascontiguousarray(img[:size, 100 : 100 + size])
+
+
+def test_calibrated_judge_loads_scores_in_range_deterministic():
+    judge = create_judge("calibrated")
+    assert judge.name == "calibrated" and judge.range == LEVEL_RANGE
+    clean = _heldout_crop()
+    small = _scene(1, size=64)  # smaller than the calibration crops: still scores, in range
+    scores = judge.score([clean, small, clean])
+    assert all(LEVEL_RANGE[0] <= s <= LEVEL_RANGE[1] for s in scores)
+    assert scores[0] == scores[2]
+    assert judge.score([]) == []
+    assert judge.config()["name"] == "calibrated" and judge.config()["features"]
+    with pytest.raises(ImageError):
+        judge.score([clean[:, :, 0]])
+
+
+def test_calibrated_judge_is_no_reference_and_trained_on_training_photos_only():
+    import inspect
+
+    from restore_r1.cleanimages import HELDOUT_NAMES, TRAIN_NAMES
+    from restore_r1.judge_calibration import load_calibration
+
+    judge = create_judge("calibrated")
+    assert list(inspect.signature(judge.score).parameters) == ["imgs"]
+    data = load_calibration().meta["data"]
+    assert set(data["photos"]) <= set(TRAIN_NAMES)
+    assert not set(data["photos"]) & set(HELDOUT_NAMES)
+    assert "bench/calibrate_judge.py" in load_calibration().meta["command"]
+
+
+#: Degradation types for which the calibrated judge must score a clean HELD-OUT crop above its
+#: degraded versions (measured: all seven on coffee crops; see bench/results/judges.md).
+CALIBRATED_DETECTS = ("dark", "noise", "jpeg", "haze", "motion_blur", "defocus_blur", "rain")
+
+
+def test_calibrated_judge_prefers_clean_heldout_crop_to_degraded():
+    from restore_r1.degradations import apply_degradation
+
+    judge = create_judge("calibrated")
+    clean = _heldout_crop()
+    rng = np.random.default_rng(0)
+    degraded = [apply_degradation(t, clean, rng)[0] for t in CALIBRATED_DETECTS]
+    scores = judge.score([clean, *degraded])
+    missed = [t for t, s in zip(CALIBRATED_DETECTS, scores[1:]) if s >= scores[0]]
+    assert not missed, f"clean {scores[0]:.2f} not above {missed}: {dict(zip(CALIBRATED_DETECTS, scores[1:]))}"
+
+
+def test_calibrated_judge_missing_or_corrupt_file_is_clear(tmp_path):
+    from restore_r1.judge_calibration import CALIBRATION_PATH, CalibrationError
+
+    missing = tmp_path / "nope.json"
+    with pytest.raises(CalibrationError, match="missing.*calibrate_judge.py"):
+        create_judge("calibrated", path=str(missing))
+    ok, reason = judge_availability("calibrated", path=str(missing))
+    assert not ok and "missing" in reason
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(CalibrationError, match="cannot read"):
+        create_judge("calibrated", path=str(bad))
+    data = json.loads(CALIBRATION_PATH.read_text())
+    data["coef"] = data["coef"][:-1]
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps(data))
+    with pytest.raises(CalibrationError, match="coefficients"):
+        create_judge("calibrated", path=str(short))
+    data = json.loads(CALIBRATION_PATH.read_text())
+    data["format"] = 99
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(data))
+    with pytest.raises(CalibrationError, match="format"):
+        create_judge("calibrated", path=str(other))
+
+
+def test_calibration_refuses_heldout_photos():
+    from restore_r1.judge_calibration import build_calibration_set
+
+    with pytest.raises(ValueError, match="not a training photo"):
+        build_calibration_set(photos=["astronaut", "coffee"])
+
+
+def test_calibration_fit_small_set_roundtrip(tmp_path):
+    """Model selection and fitting on a small synthetic feature table; the model round-trips."""
+    from restore_r1.judge_calibration import (
+        CalibrationSet,
+        fit_calibration,
+        load_calibration,
+        quality_target,
+        save_calibration,
+    )
+
+    rng = np.random.default_rng(0)
+    n, d = 64, 33
+    x = rng.normal(size=(n, d))
+    y = np.clip(3 + x[:, 0] - 0.5 * x[:, 1] ** 2, 1, 5)
+    groups = np.repeat(np.arange(n // 4), 4)
+    kinds = ["degraded", "tool", "tool", "tool2"] * (n // 4)
+    photos = ["astronaut"] * (n // 2) + ["chelsea"] * (n // 2)
+    cset = CalibrationSet(x=x, y=y, photo=photos, group=groups, kind=kinds, size=np.full(n, 256))
+    model, cv = fit_calibration(cset, grid={"alpha": (1.0,), "delta_weight": (0.0, 2.0), "expansion": ("quadratic",), "piqe": (False, True)})
+    assert len(cv) == 4 and model.meta["selected"] in cv
+    path = save_calibration(model, tmp_path / "c.json")
+    again = load_calibration(path)
+    assert np.allclose(again.predict(x), model.predict(x))
+    assert np.all((model.predict(x) >= 1) & (model.predict(x) <= 5))
+    clean = _heldout_crop(64)
+    assert quality_target(clean, clean) == 5.0
+    assert quality_target(255 - clean, clean) < 3.0
