@@ -38,6 +38,8 @@ from restore_r1.serving.testing import make_random_policy  # noqa: E402
 SIZES = (256, 512)
 CONCURRENCY = (1, 4, 16)
 DEFAULT_REQUESTS = 16
+#: Concurrent warm-up clients before the cells are timed (reaches every agent instance).
+WARMUP_CLIENTS = 4
 MODES = ("in-process", "triton (dynamic batching)", "triton (no batching)")
 
 
@@ -89,10 +91,14 @@ def bench_server(repo: Path, cells: list[tuple[int, int]], imgs_by_size: dict, l
 
     results = {}
     with TritonServer(repo, http_port=0, grpc_port=0, metrics_port=0, log_path=log) as server:
-        warm = TritonAgentClient(server.http_url)
-        for size in SIZES:
-            warm.restore(imgs_by_size[size][0])
-        warm.close()
+        # Warm every agent instance (each loads the judge lazily on its first image).
+        def warm(i: int) -> None:
+            client = TritonAgentClient(server.grpc_url, protocol="grpc")
+            for size in SIZES:
+                client.restore(imgs_by_size[size][i % len(imgs_by_size[size])])
+
+        with ThreadPoolExecutor(WARMUP_CLIENTS) as pool:
+            list(pool.map(warm, range(WARMUP_CLIENTS)))
         for size, clients in cells:
             def factory(url=server.grpc_url):
                 return TritonAgentClient(url, protocol="grpc").restore
