@@ -157,6 +157,8 @@ def write_results(out: Path, results: dict, requests: int, policy_note: str) -> 
     import cv2
     import torch
 
+    from restore_r1.judges import DEFAULT_JUDGE
+
     out.mkdir(parents=True, exist_ok=True)
     meta = {
         "command": f"python bench/serving_bench.py --out bench/results --requests {requests}",
@@ -165,6 +167,7 @@ def write_results(out: Path, results: dict, requests: int, policy_note: str) -> 
         "in_process_env": f"numpy {np.__version__}, OpenCV {cv2.__version__}, torch {torch.__version__}",
         "triton": "tritonserver 2.51 (nvidia-pytriton 0.7.0), python backend, configs/cpu.pbtxt, gRPC client (one per client thread)",
         "policy": policy_note,
+        "judge": f"create_judge('default') = {DEFAULT_JUDGE!r}, in the agent process",
         "requests_per_cell": requests,
     }
     rows = [{"mode": mode, "size": size, **cell} for mode, cells in results.items() for (size, _), cell in cells.items()]
