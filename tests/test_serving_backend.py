@@ -268,3 +268,17 @@ def test_run_episode_stops_at_stop_and_at_the_cap():
 def test_make_model_rejects_unknown_kinds():
     with pytest.raises(ValueError, match="tool"):
         b.make_model("judge", pb)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_cli_fails_fast_in_one_line_when_triton_is_unreachable(protocol, tmp_path, capsys):
+    from restore_r1.cli import main
+    from restore_r1.images import write_image
+
+    write_image(tmp_path / "a.png", image())
+    from restore_r1.serving.server import free_port
+
+    code = main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--triton-url", f"127.0.0.1:{free_port()}", "--protocol", protocol])
+    err = capsys.readouterr().err
+    assert code == 2 and "not reachable" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

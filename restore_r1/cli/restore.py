@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         from restore_r1.serving.client import TritonAgentClient
 
         client = TritonAgentClient(args.triton_url, protocol=args.protocol)
+        client.check_ready()
         restore = lambda img: client.restore(img, max_steps=args.max_steps)  # noqa: E731
     else:
         restore = Agent.load(args.policy, judge=args.judge, max_steps=args.max_steps).restore

@@ -83,6 +83,11 @@ class TritonAgentClient:
         except (InferenceServerException, ConnectionError, OSError):
             return False
 
+    def check_ready(self) -> None:
+        """Raises :class:`RemoteError` unless the server and the agent model are ready."""
+        if not self.ready():
+            raise RemoteError(f"Triton at {self.url} ({self.protocol}) is not reachable or its model {self.model} is not ready")
+
     def infer_raw(self, array: np.ndarray, max_steps: int | None = None):
         """Sends ``array`` as ``IMAGE`` as it is (any dtype/shape: for tests); returns the result object."""
         from tritonclient.utils import InferenceServerException, np_to_triton_dtype
