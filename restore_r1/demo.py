@@ -6,6 +6,8 @@ Nothing here is used in training: the clean photos are the bundled held-out ones
 
 from __future__ import annotations
 
+import textwrap
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,32 +78,38 @@ def _contact_sheet(items, path: Path) -> None:
 
     plt = pyplot()
 
-    fig, axes = plt.subplots(len(items), 3, figsize=(7.5, 2.6 * len(items)), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(len(items), 3, figsize=(7.5, 3.0 * len(items)), dpi=110, squeeze=False)
     for r, (pair, res, row) in enumerate(items):
+        chain = textwrap.fill(" → ".join(res.tools) or "no tool", width=42)
         panels = [
-            (pair.lq, f"input ({row.case_name})\nPSNR {row.psnr_before:.2f} dB"),
-            (res.image, f"restored: {' → '.join(res.tools) or 'no tool'}\nPSNR {row.psnr_after:.2f} dB"),
-            (pair.gt, "clean"),
+            (pair.lq, textwrap.fill(f"input: {row.case_name}", width=42) + f"\nPSNR {row.psnr_before:.2f} dB", ""),
+            (res.image, f"restored\nPSNR {row.psnr_after:.2f} dB", chain),
+            (pair.gt, "clean", ""),
         ]
-        for c, (img, title) in enumerate(panels):
+        for c, (img, title, below) in enumerate(panels):
             ax = axes[r][c]
             ax.imshow(img)
             ax.set_title(title, fontsize=7)
-            ax.axis("off")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel(below, fontsize=6)
     write_figure(fig, path)
 
 
 def format_rows(rows: list[DemoRow]) -> str:
-    """A plain-text table of the demo results."""
-    lines = [f"{'image':<22} {'case':<38} {'tools chosen':<48} {'judge':<22} {'PSNR before→after':<19} {'SSIM before→after':<17} {'s':>5}"]
+    """A plain-text report of the demo results: a block per image, then the means."""
+    lines = []
     for r in rows:
-        lines.append(
-            f"{r.id:<22} {r.case_name:<38} {(' → '.join(r.tools) or '(none)'):<48} "
-            f"{(' → '.join(f'{s:.2f}' for s in r.scores)):<22} "
-            f"{r.psnr_before:6.2f} → {r.psnr_after:6.2f}    {r.ssim_before:.3f} → {r.ssim_after:.3f}   {r.seconds:5.2f}"
-        )
+        lines += [
+            f"{r.id}  ({r.case_name})",
+            f"  tools : {' -> '.join(r.tools) or '(none: the policy stopped at once)'}",
+            f"  judge : {' -> '.join(f'{s:.2f}' for s in r.scores)}",
+            f"  PSNR  : {r.psnr_before:.2f} -> {r.psnr_after:.2f} dB ({r.psnr_after - r.psnr_before:+.2f})   "
+            f"SSIM: {r.ssim_before:.3f} -> {r.ssim_after:.3f} ({r.ssim_after - r.ssim_before:+.3f})   {r.seconds:.2f} s",
+        ]
     gain_p = np.mean([r.psnr_after - r.psnr_before for r in rows])
     gain_s = np.mean([r.ssim_after - r.ssim_before for r in rows])
     calls = np.mean([len(r.tools) for r in rows])
-    lines.append(f"mean gain: PSNR {gain_p:+.2f} dB, SSIM {gain_s:+.3f}; {calls:.2f} tool calls per image")
+    secs = np.mean([r.seconds for r in rows])
+    lines.append(f"mean over {len(rows)} images: PSNR {gain_p:+.2f} dB, SSIM {gain_s:+.3f}, {calls:.2f} tool calls, {secs:.2f} s per image")
     return "\n".join(lines)

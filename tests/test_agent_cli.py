@@ -159,4 +159,4 @@ def test_demo_runs_with_a_given_policy(trained, tmp_path, capsys):
     _, policy = trained
     assert main(["demo", "--out", str(tmp_path / "demo"), "--policy", str(policy)]) == 0
     out = capsys.readouterr().out
-    assert "mean gain" in out and (tmp_path / "demo" / "contact_sheet.png").is_file()
+    assert "mean over 7 images" in out and "tools :" in out and (tmp_path / "demo" / "contact_sheet.png").is_file()
