@@ -8,7 +8,7 @@ STAMP := $(VENV)/.restore-r1-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 # GRPO settings of the shipped default policy (see `restore-r1 train --help`).
-DEFAULT_TRAIN_ARGS ?= --steps 120 --group 8 --batch-images 4 --lr 1e-3 --tool-cost 0.02 --seed 0
+DEFAULT_TRAIN_ARGS ?= --steps 100 --group 8 --batch-images 4 --lr 2e-3 --entropy-coef 0.02 --tool-cost 0.05 --seed 0
 
 .PHONY: default-policy venv demo test test-fast bench clean help promtool triton-venv serve serving-bench
 
