@@ -40,7 +40,7 @@ $(PROMTOOL):
 	$@ --version | head -1
 
 # Triton's own environment (numpy<2, OpenCV 4.11, the tritonserver of nvidia-pytriton, this
-# package --no-deps); about 2 minutes from this machine's wheel cache. See docs/serving.md.
+# package --no-deps); about 2 minutes from this machine's wheel cache. See README.md ("Serving on Triton").
 TRITON_VENV ?= .venv-triton
 TRITON_STAMP := $(TRITON_VENV)/.restore-r1-installed
 triton-venv: $(TRITON_STAMP)
@@ -81,7 +81,7 @@ default-policy: $(STAMP)
 	cp runs/default_policy/train_log.jsonl $(DEFAULT_POLICY).tmp/
 	rm -rf $(DEFAULT_POLICY) && mv $(DEFAULT_POLICY).tmp $(DEFAULT_POLICY)
 
-# The Kubeflow pipeline (docs/kubeflow.md): the uploadable YAML, and a local end-to-end run with
+# The Kubeflow pipeline (README.md, "Run on Kubeflow"): the uploadable YAML, and a local end-to-end run with
 # kfp.local on the bundled photos (small settings) registering into the local registry.
 .PHONY: pipeline pipeline-yaml
 pipeline-yaml: $(STAMP)
