@@ -39,6 +39,7 @@ import numpy as np
 
 from restore_r1.encoders import STATS_FEATURES, degradation_stats
 from restore_r1.errors import RestoreR1Error
+from restore_r1.judges import upscale_to_min_side
 
 #: The calibration file shipped in the package and read by the ``calibrated`` judge.
 CALIBRATION_PATH = Path(__file__).resolve().parent / "data" / "judges" / "calibrated.json"
@@ -73,14 +74,6 @@ class CalibrationError(RestoreR1Error, ValueError):
 # --------------------------------------------------------------------------------------------
 
 
-def _ensure_min_side(img: np.ndarray, min_side: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    if min(h, w) >= min_side:
-        return img
-    scale = min_side / min(h, w)
-    return cv2.resize(img, (math.ceil(w * scale), math.ceil(h * scale)), interpolation=cv2.INTER_CUBIC)
-
-
 def calibrated_features(imgs: Sequence[np.ndarray], piqe: Callable[[list[np.ndarray]], list[float]] | None = None) -> np.ndarray:
     """The no-reference feature matrix of :data:`CALIBRATED_FEATURES`, one row per image.
 
@@ -97,7 +90,7 @@ def calibrated_features(imgs: Sequence[np.ndarray], piqe: Callable[[list[np.ndar
         piqe = create_metric("piqe").batch
     imgs = list(imgs)
     stats = np.stack([degradation_stats(img).astype(np.float64) for img in imgs]) if imgs else np.zeros((0, len(STATS_FEATURES)))
-    p = np.asarray(piqe([_ensure_min_side(img, PIQE_MIN_SIDE) for img in imgs]) if imgs else [], dtype=np.float64)
+    p = np.asarray(piqe([upscale_to_min_side(img, PIQE_MIN_SIDE) for img in imgs]) if imgs else [], dtype=np.float64)
     return np.concatenate([stats, p.reshape(-1, 1)], axis=1)
 
 

@@ -453,7 +453,9 @@ def map_to_levels(value: float, knots: Sequence[tuple[float, float]]) -> float:
     return float(np.interp(value, xs, ys))
 
 
-def _ensure_min_side(img: np.ndarray, min_side: int) -> np.ndarray:
+def upscale_to_min_side(img: np.ndarray, min_side: int) -> np.ndarray:
+    """``img`` (uint8 RGB H×W×3) enlarged by bicubic interpolation so its short side is at least
+    ``min_side``; returned unchanged when it already is (metrics with a minimum input size)."""
     h, w = img.shape[:2]
     if min(h, w) >= min_side:
         return img
@@ -485,7 +487,7 @@ class MetricJudge:
     def raw(self, imgs: Sequence[np.ndarray]) -> list[float]:
         """The metric's own values."""
         imgs = _check_images(imgs, self.name)
-        return [float(v) for v in self.metric.batch([_ensure_min_side(i, METRIC_MIN_SIDE) for i in imgs])]
+        return [float(v) for v in self.metric.batch([upscale_to_min_side(i, METRIC_MIN_SIDE) for i in imgs])]
 
     def score(self, imgs: Sequence[np.ndarray]) -> list[float]:
         """Mapped quality in [1, 5] per uint8 RGB H×W×3 image (higher is better)."""
