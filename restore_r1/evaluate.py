@@ -23,7 +23,6 @@ import json
 import math
 import os
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field

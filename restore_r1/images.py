@@ -15,8 +15,10 @@ killed job never leaves a truncated image at a final path.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -189,6 +191,42 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             pass
         raise
     return path
+
+
+def replace_directory(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Moves folder ``src`` to ``dst`` after fsyncing it and its entries, replacing an existing
+    ``dst`` (moved aside first and removed after), so readers see the old folder or the new one."""
+    src, dst = Path(src), Path(dst)
+    for path in (src, *src.iterdir()):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    if dst.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
+        os.replace(dst, old / dst.name)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+    return dst
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike):
+    """Builds a folder atomically: yields a temporary sibling of ``target`` to fill; on success it
+    replaces ``target`` (:func:`replace_directory`), on any error it is removed and ``target`` is
+    left as it was."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        replace_directory(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:

@@ -25,7 +25,6 @@ Public API: :func:`calibrated_features`, :func:`quality_target`, :func:`fast_ssi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time

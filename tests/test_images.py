@@ -155,3 +155,21 @@ def test_list_images_and_digest(tmp_path):
     assert image_digest(_rgb(seed=1)) != image_digest(_rgb(seed=2))
     with pytest.raises(FileNotFoundError):
         list_images(tmp_path / "missing")
+
+
+def test_atomic_directory_replaces_whole_or_not_at_all(tmp_path):
+    from restore_r1.images import atomic_directory
+
+    target = tmp_path / "ckpt"
+    with atomic_directory(target) as tmp:
+        (tmp / "a.txt").write_text("v1")
+    assert (target / "a.txt").read_text() == "v1"
+    with pytest.raises(RuntimeError, match="killed"):
+        with atomic_directory(target) as tmp:
+            (tmp / "a.txt").write_text("v2-partial")
+            raise RuntimeError("killed")
+    assert (target / "a.txt").read_text() == "v1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporary left behind
+    with atomic_directory(target) as tmp:
+        (tmp / "b.txt").write_text("v3")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]

@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +31,7 @@ import torch
 from torch import nn
 
 from restore_r1.errors import ChecksumError, WeightsNotFoundError
-from restore_r1.images import sha256_file
+from restore_r1.images import atomic_directory, sha256_file
 
 #: Version of the checkpoint layout written by :func:`save_policy`.
 POLICY_FORMAT_VERSION = 1
@@ -319,9 +317,7 @@ def save_policy(policy: Policy, directory: str | os.PathLike) -> Path:
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
-    try:
+    with atomic_directory(directory) as tmp:
         weights = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
         save_file(weights, str(tmp / WEIGHTS_FILE), metadata={"format_version": str(POLICY_FORMAT_VERSION)})
         meta = {
@@ -331,28 +327,7 @@ def save_policy(policy: Policy, directory: str | os.PathLike) -> Path:
             "config": policy.config.to_dict(),
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        _replace_dir(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Moves folder ``src`` to ``dst``, replacing an existing ``dst``."""
-    for path in (src, *src.iterdir()):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    if dst.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
-        os.replace(dst, old / dst.name)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
 
 
 def read_policy_config(directory: str | os.PathLike) -> PolicyConfig:

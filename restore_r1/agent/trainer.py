@@ -23,7 +23,6 @@ import copy
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,8 +33,8 @@ import torch
 
 from restore_r1.agent.env import EnvCaches, Trajectory, rollout_many
 from restore_r1.agent.grpo import GRPOConfig, grpo_loss, group_advantages
-from restore_r1.agent.policy import Policy, PolicyConfig, _replace_dir, load_policy, save_policy
-from restore_r1.images import atomic_write_bytes, check_rgb, image_digest, read_image
+from restore_r1.agent.policy import Policy, PolicyConfig, load_policy, save_policy
+from restore_r1.images import atomic_directory, atomic_write_bytes, check_rgb, image_digest, read_image
 
 #: Files and folders inside ``out_dir``.
 LOG_FILE = "train_log.jsonl"
@@ -368,8 +367,7 @@ def _save_checkpoint(
     """Writes ``checkpoints/update_NNNNNN/`` atomically, then points ``checkpoints/latest`` at it."""
     ckpt_root.mkdir(parents=True, exist_ok=True)
     name = f"update_{done:06d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=ckpt_root))
-    try:
+    with atomic_directory(ckpt_root / name) as tmp:
         save_policy(policy, tmp / "policy")
         save_policy(ref_policy, tmp / "reference")
         torch.save({"optimizer": optimizer.state_dict(), "action_generator": action_gen.get_state()}, tmp / "trainer_state.pt")
@@ -381,10 +379,6 @@ def _save_checkpoint(
             "batch_rng": batch_rng.bit_generator.state,
         }
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2) + "\n")
-        _replace_dir(tmp, ckpt_root / name)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     atomic_write_bytes(ckpt_root / LATEST_FILE, (name + "\n").encode())
     kept = sorted(p for p in ckpt_root.glob("update_*") if p.is_dir())
     for old in kept[: -config.keep_checkpoints]:

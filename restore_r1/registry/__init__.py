@@ -22,10 +22,9 @@ the atomicity rules.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from restore_r1.images import atomic_directory
 from restore_r1.registry.core import (
     LATEST,
     STAGES,
@@ -145,15 +144,7 @@ def _pull_s3_folder(uri: str) -> Path:
     parse_s3_uri(uri)
     store = S3Store(uri)
     target = default_cache_dir() / "s3" / hashlib.sha256(store.location.encode()).hexdigest()[:16]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".s3-policy.", suffix=".tmp", dir=target.parent))
-    try:
+    with atomic_directory(target) as tmp:
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             store.download(name, tmp / name)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target

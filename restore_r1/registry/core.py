@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from restore_r1.errors import ChecksumError
-from restore_r1.images import sha256_file
+from restore_r1.images import atomic_directory, sha256_file
 from restore_r1.registry.stores import KeyNotFoundError, RegistryError, Store
 
 #: Version of the manifest layout.
@@ -353,9 +352,7 @@ class Registry:
         target = Path(dest) if dest is not None else self.cache_path(name, version.version)
         if target.is_dir() and _matches(target, version.files):
             return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-        try:
+        with atomic_directory(target) as tmp:
             for record in version.files:
                 local = tmp / record.path
                 local.parent.mkdir(parents=True, exist_ok=True)
@@ -366,12 +363,6 @@ class Registry:
                         f"{version.uri}: artifact {record.path} is corrupt (sha256 {digest}, the registry recorded "
                         f"{record.sha256}); refusing it. Re-publish the model or restore {self.store.uri(version.artifact_key)}"
                     )
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
 
