@@ -306,14 +306,20 @@ class Registry:
             version.aliases = [stage]
         return version
 
+    def _download_checked(self, key: str, local: Path, expected: str) -> str | None:
+        """Downloads store object ``key`` to ``local``; returns its sha256 when it differs from
+        ``expected``, None when it matches (each caller words its own refusal)."""
+        local.parent.mkdir(parents=True, exist_ok=True)
+        self.store.download(key, local)
+        digest = sha256_file(local)
+        return None if digest == expected else digest
+
     def _verify_stored(self, artifact_key: str, records: list[ArtifactFile]) -> None:
         """Downloads each stored file and checks its sha256 (catches truncation in transit)."""
         with tempfile.TemporaryDirectory(prefix="restore-r1-verify-") as tmp:
             for record in records:
-                local = Path(tmp) / "file"
-                self.store.download(f"{artifact_key}/{record.path}", local)
-                digest = sha256_file(local)
-                if digest != record.sha256:
+                digest = self._download_checked(f"{artifact_key}/{record.path}", Path(tmp) / "file", record.sha256)
+                if digest is not None:
                     raise ChecksumError(
                         f"{self.store.uri(artifact_key + '/' + record.path)}: stored sha256 {digest} differs from the "
                         f"source's {record.sha256}; nothing was published"
@@ -354,11 +360,8 @@ class Registry:
             return target
         with atomic_directory(target) as tmp:
             for record in version.files:
-                local = tmp / record.path
-                local.parent.mkdir(parents=True, exist_ok=True)
-                self.store.download(f"{version.artifact_key}/{record.path}", local)
-                digest = sha256_file(local)
-                if digest != record.sha256:
+                digest = self._download_checked(f"{version.artifact_key}/{record.path}", tmp / record.path, record.sha256)
+                if digest is not None:
                     raise ChecksumError(
                         f"{version.uri}: artifact {record.path} is corrupt (sha256 {digest}, the registry recorded "
                         f"{record.sha256}); refusing it. Re-publish the model or restore {self.store.uri(version.artifact_key)}"
