@@ -23,10 +23,10 @@ $(STAMP): pyproject.toml requirements-nodeps.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch/torchvision: the matching pair that lies on this machine's disk
-	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[dev,kubeflow]'
+	$(BIN)/pip install -q --no-cache-dir torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q --no-cache-dir -e '.[dev,kubeflow]'
 	# packages whose declared requirements we do not want (see the file)
-	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
+	$(BIN)/pip install -q --no-cache-dir --no-deps -r requirements-nodeps.txt
 	touch $@
 
 # promtool (alert rule tests) from Debian's prometheus package, unpacked into an ignored folder.
@@ -39,16 +39,19 @@ $(PROMTOOL):
 	rm -rf .cache/promtool/deb
 	$@ --version | head -1
 
-# Triton's own environment (numpy<2, OpenCV 4.11, the tritonserver of nvidia-pytriton, this
-# package --no-deps); about 2 minutes from this machine's wheel cache. See README.md ("Serving on Triton").
+# Triton's own environment: the tritonserver of nvidia-pytriton with numpy<2 and OpenCV 4.11, as
+# Triton 2.51's python backend expects. It overlays the main venv instead of copying it: a .pth file
+# appends the main venv's site-packages (torch, transformers, pyiqa, this package) after its own, so
+# its numpy<2 and OpenCV 4.11 win and torch's ~5 GB is installed once. About 1 minute.
+# See README.md ("Serving on Triton").
 TRITON_VENV ?= .venv-triton
 TRITON_STAMP := $(TRITON_VENV)/.restore-r1-installed
 triton-venv: $(TRITON_STAMP)
-$(TRITON_STAMP): requirements-triton.txt requirements-nodeps.txt pyproject.toml
-	test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV)
-	$(TRITON_VENV)/bin/pip install -q -r requirements-triton.txt
-	$(TRITON_VENV)/bin/pip install -q --no-deps -r requirements-nodeps.txt
-	$(TRITON_VENV)/bin/pip install -q --no-deps -e .
+$(TRITON_STAMP): requirements-triton.txt $(STAMP)
+	rm -rf $(TRITON_VENV) && $(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -c 'import sys, sysconfig; open(sysconfig.get_path("purelib") + "/restore_r1_main_venv.pth", "w").write("import site; site.addsitedir(%r)\n" % sys.argv[1])' \
+		"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
+	$(TRITON_VENV)/bin/pip install -q --no-cache-dir -r requirements-triton.txt
 	touch $@
 
 # A real Triton server on 127.0.0.1:8000/8001/8002 with triton_models/ until Ctrl-C.
