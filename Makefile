@@ -19,7 +19,12 @@ help:
 
 venv: $(STAMP)
 
+# A new venv takes about 7 GB (torch's CUDA build is the only torch/torchvision pair here): say so
+# up front rather than fail halfway with "No space left on device".
+VENV_NEED_GB ?= 7
 $(STAMP): pyproject.toml requirements-nodeps.txt
+	@test -x $(BIN)/python || { free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); \
+		test $$free -ge $(VENV_NEED_GB) || { echo "make: $(VENV) needs about $(VENV_NEED_GB) GB free disk, $$free GB free here" >&2; exit 1; }; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch/torchvision: the matching pair that lies on this machine's disk
