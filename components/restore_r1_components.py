@@ -16,6 +16,7 @@ from components.image import IMAGE
 def synthesize(images_uri: str, cases: str, per_case: int, seed: int, crop: int, dataset: Output[Dataset],
                manifest: Output[Artifact]):
     """Clean images (``bundled[:split]``, a folder or ``s3://...``) -> degraded data set + its manifest."""
+    import json
     import shutil
 
     from restore_r1.pipeline.steps import synthesize_step
@@ -23,6 +24,7 @@ def synthesize(images_uri: str, cases: str, per_case: int, seed: int, crop: int,
     info = synthesize_step(images_uri, dataset.path, cases=cases, per_case=per_case, seed=seed, crop=crop)
     shutil.copyfile(f"{dataset.path}/manifest.jsonl", manifest.path)
     dataset.metadata.update(info)
+    dataset.metadata["info_json"] = json.dumps(info, sort_keys=True)  # exact numbers for the registry
     manifest.metadata.update({"pairs": info["pairs"], "sha256": info["manifest_sha256"]})
     print(f"data set: {info['pairs']} pairs from {info['sources']} images -> {dataset.uri}")
 
@@ -35,7 +37,12 @@ def train_grpo(dataset: Input[Dataset], judge: str, encoder: str, tools: str, gr
 
     out = train_step(dataset.path, policy.path, training_log.path, judge=judge, encoder=encoder, tools=tools, group_size=group_size,
                      steps=steps, max_steps=max_steps, batch_images=batch_images, seed=seed)
-    policy.metadata.update({"framework": "restore_r1.policy", "parameters": out["parameters"]})
+    import json
+
+    # "parameters" is for the UI; KFP metadata turns every number into a float, so the registry
+    # takes the exact values from "parameters_json".
+    policy.metadata.update({"framework": "restore_r1.policy", "parameters": out["parameters"],
+                            "parameters_json": json.dumps(out["parameters"], sort_keys=True)})
     for key in ("mean_return", "mean_final_score", "mean_steps", "kl", "entropy"):
         if key in out["final"]:
             metrics.log_metric(f"train_{key}", float(out["final"][key]))
@@ -85,7 +92,7 @@ def register(policy: Input[Model], results: Input[Artifact], dataset: Input[Data
 
     version = register_step(
         policy.path, results.path, registry, model_name, promote, endpoint=s3_endpoint,
-        dataset={"uri": dataset.uri, **dataset.metadata}, parameters=policy.metadata.get("parameters", {}),
+        dataset={"uri": dataset.uri, **json.loads(dataset.metadata.get("info_json", "{}"))}, parameters=json.loads(policy.metadata.get("parameters_json", "{}")),
         run={"id": run_id, "name": run_name, "pipeline": "restore-r1-training"}, model_registry_address=model_registry_address,
     )
     with open(registered.path, "w") as fh:

@@ -45,6 +45,8 @@ def test_pipeline_runs_locally_registers_then_gates(tmp_path):
     assert version.version == 1 and "policy_psnr" in version.metrics and version.run["id"]
     assert version.dataset["pairs"] == 4 and len(version.dataset["manifest_sha256"]) == 64
     assert version.parameters["updates"] == 2 and version.parameters["evaluation"]["cases"] == [1]
+    # exact types survive KFP's artifact metadata (which stores every number as a float)
+    assert type(version.parameters["updates"]) is int and type(version.dataset["pairs"]) is int
     entry = tmp_path / "out1" / "triton_repository" / "restore_r1_policy" / "1" / "policy"
     assert (entry / "policy.safetensors").read_bytes() == (registry.pull("restore-r1-policy", 1) / "policy.safetensors").read_bytes()
 
