@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import time
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,34 @@ def test_publisher_dying_before_manifest_leaves_no_version(registry, tmp_path):
     registry.store.create = original
     assert registry.version_numbers("m") == [] and registry.models() == []
     assert registry.publish("m", src, "raw").version == 1
+
+
+def test_garbage_collection_removes_only_old_unreferenced_uploads(registry, tmp_path, capsys):
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"x" * 1000)
+    original = registry.store.create
+    registry.store.create = lambda key, data: (_ for _ in ()).throw(RuntimeError("publisher died"))
+    with pytest.raises(RuntimeError):
+        registry.publish("m", src, "raw")  # leaves an upload that no version references
+    registry.store.create = original
+    kept = registry.publish("m", src, "raw")
+    uploads = {k.split("/")[2] for k in registry.store.list("m/artifacts")}
+    assert len(uploads) == 2
+
+    fresh = registry.collect_garbage("m")  # default grace period: the orphan is too young
+    assert [o.deleted for o in fresh] == [False] and len(registry.store.list("m/artifacts")) == 2
+    later = time.time() + 25 * 3600
+    dry = registry.collect_garbage("m", dry_run=True, now=later)
+    assert [o.deleted for o in dry] == [False] and len(registry.store.list("m/artifacts")) == 2
+    done = registry.collect_garbage("m", now=later)
+    assert len(done) == 1 and done[0].deleted and done[0].age_s >= 25 * 3600
+    assert {k.split("/")[2] for k in registry.store.list("m/artifacts")} == {kept.artifact_key.split("/")[2]}
+    assert not Path(done[0].uri).exists()  # the emptied upload folder is gone too
+    assert (registry.pull("m", 1) / "f.bin").read_bytes() == src.read_bytes()  # the version is intact
+    assert registry.collect_garbage("m", min_age_s=0) == []
+
+    assert cli_main(["registry", "gc", "m", "--registry", registry.location, "--min-age-hours", "0"]) == 0
+    assert "0 of 0 unreferenced upload(s) of m deleted" in capsys.readouterr().out
 
 
 def test_stale_listing_loses_race_and_takes_next_number(tmp_path):

@@ -199,3 +199,22 @@ def test_s3_endpoint_going_away_mid_upload_publishes_nothing(s3, tmp_path, moto_
     assert version.version == 1
     assert (direct.pull("m", 1) / "a.bin").read_bytes() == (src / "a.bin").read_bytes()
     assert isinstance(Path(direct.cache_path("m", 1)), Path)
+    # one PUT per file: the cut upload stored no object, so there is no garbage either
+    assert direct.collect_garbage("m", min_age_s=0) == []
+
+
+def test_s3_garbage_collection_after_a_publisher_died(s3, tmp_path):
+    location, _ = s3
+    registry = open_registry(location, cache_dir=tmp_path / "cache")
+    policy = make_policy(tmp_path / "p")
+    original = registry.store.create
+    registry.store.create = lambda key, data: (_ for _ in ()).throw(RuntimeError("publisher died"))
+    with pytest.raises(RuntimeError):
+        publish_policy(registry, "pol", policy)
+    registry.store.create = original
+    kept = publish_policy(registry, "pol", policy)
+    assert [o.deleted for o in registry.collect_garbage("pol")] == [False]  # too young for the default grace
+    orphans = registry.collect_garbage("pol", min_age_s=0)
+    assert len(orphans) == 1 and orphans[0].deleted and orphans[0].uri.startswith(f"{location}/pol/artifacts/")
+    assert {k.rsplit("/", 1)[0] for k in registry.store.list("pol/artifacts")} == {kept.artifact_key}
+    assert (registry.pull("pol", 1) / "policy.json").read_bytes() == (policy / "policy.json").read_bytes()

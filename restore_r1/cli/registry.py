@@ -5,6 +5,7 @@
     restore-r1 registry promote NAME@VERSION --to production|staging
     restore-r1 registry pull NAME[@REF] [--out DIR]
     restore-r1 registry publish POLICY_DIR --name NAME [--metrics results.json] [--stage STAGE]
+    restore-r1 registry gc NAME [--min-age-hours 24] [--dry-run]
 
 NAME may be written ``registry://NAME@REF``; REF is a version number, a stage or ``latest``
 (default: production for pull, latest for show). The registry is ``--registry`` or
@@ -19,7 +20,7 @@ import json
 from pathlib import Path
 
 NAME = "registry"
-HELP = "list, show, promote, pull and publish model versions in the registry"
+HELP = "list, show, promote, pull and publish model versions in the registry; collect its garbage"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", metavar="RESULTS_JSON", help="an evaluation's results.json: its policy metrics are recorded")
     p.add_argument("--stage", choices=STAGES, help="also point this stage at the new version")
     p.add_argument("--description", default="", help="free text")
+    p = sub.add_parser("gc", parents=[common], help="delete uploads that no version references (left by failed publishes)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--min-age-hours", type=float, default=24.0, help="leave younger uploads alone: a publish may be in flight (default 24)")
+    p.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
 
 
 def _split(ref: str, default: str) -> tuple[str, str]:
@@ -125,5 +130,13 @@ def run(args: argparse.Namespace) -> int:
             metrics = key_metrics(json.loads(Path(args.metrics).read_text()))
         version = publish_policy(registry, args.name, args.source, metrics=metrics, description=args.description, stage=args.stage)
         print(f"published {version.uri} at {version.artifact_uri}")
+        return 0
+    if args.action == "gc":
+        name = _split(args.name, LATEST)[0]
+        orphans = registry.collect_garbage(name, min_age_s=args.min_age_hours * 3600, dry_run=args.dry_run)
+        for orphan in orphans:
+            what = "deleted" if orphan.deleted else ("would delete" if args.dry_run and orphan.age_s >= args.min_age_hours * 3600 else "kept (too young)")
+            print(f"{what}: {orphan.uri}  {len(orphan.keys)} file(s), {orphan.age_s / 3600:.1f} h old")
+        print(f"{registry.location}: {sum(o.deleted for o in orphans)} of {len(orphans)} unreferenced upload(s) of {name} deleted")
         return 0
     raise ValueError(f"unknown registry action {args.action!r}")

@@ -30,6 +30,7 @@ from restore_r1.registry.core import (
     STAGES,
     ArtifactFile,
     ModelVersion,
+    OrphanedUpload,
     Registry,
     VersionNotFoundError,
     check_name,
@@ -46,7 +47,7 @@ from restore_r1.registry.stores import (
 )
 
 __all__ = [
-    "ArtifactFile", "KeyNotFoundError", "LATEST", "LocalStore", "ModelVersion", "POLICY_FORMAT", "Registry",
+    "ArtifactFile", "KeyNotFoundError", "LATEST", "LocalStore", "ModelVersion", "OrphanedUpload", "POLICY_FORMAT", "Registry",
     "RegistryError", "S3Store", "STAGES", "StoreUnavailableError", "VersionNotFoundError", "check_name",
     "check_stage", "default_cache_dir", "open_registry", "parse_registry_uri", "publish_policy", "pull_policy", "registry_location",
 ]

@@ -14,6 +14,10 @@ create: the loser takes the next number and tries again, so neither loses its ve
 
 Aliases (:data:`STAGES`) point at versions; moving one is a single whole-object write.
 Downloads are verified against the manifest's sha256 before they are handed out.
+
+:meth:`Registry.collect_garbage` deletes the uploads that no version references (a publisher
+that died, or lost a checksum check) once they are older than a grace period, so that a publish
+still in flight is never touched. Versions themselves are immutable and never deleted.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ VERSION_DIGITS = 8
 #: How many version numbers a publisher tries before giving up (each lost race costs one).
 MAX_PUBLISH_ATTEMPTS = 50
 VERSIONS_DIR, ARTIFACTS_DIR, ALIASES_DIR = "versions", "artifacts", "aliases"
+#: Uploads younger than this are left alone by garbage collection (a publish may be in flight).
+GC_MIN_AGE_S = 24 * 3600.0
 
 
 class VersionNotFoundError(RegistryError, LookupError):
@@ -113,6 +119,16 @@ class ModelVersion:
         fields = {k: v for k, v in data.items() if k != "manifest_format_version"}
         fields["files"] = [ArtifactFile(**f) for f in fields.get("files", [])]
         return cls(**fields, aliases=list(aliases or []))
+
+
+@dataclass
+class OrphanedUpload:
+    """Files under ``NAME/artifacts/UPLOAD_ID`` that no version's manifest references."""
+
+    uri: str
+    keys: list[str]
+    age_s: float
+    deleted: bool = False
 
 
 def check_name(name: str) -> str:
@@ -332,6 +348,43 @@ class Registry:
         record = {"version": number, "updated": _now()}
         self.store.write(f"{name}/{ALIASES_DIR}/{stage}.json", json.dumps(record, sort_keys=True).encode())
         return self.get(name, number)
+
+    def collect_garbage(self, name: str, min_age_s: float = GC_MIN_AGE_S, dry_run: bool = False,
+                        now: float | None = None) -> list[OrphanedUpload]:
+        """Finds (and unless ``dry_run`` deletes) the uploads of ``name`` that no version references.
+
+        An upload counts only when its newest file is at least ``min_age_s`` old. The uploads are
+        listed before the manifests are read, so a publish that completes in between is seen as
+        referenced.
+
+        Returns:
+            every unreferenced upload, with ``deleted`` telling what was removed.
+        """
+        check_name(name)
+        if min_age_s < 0:
+            raise ValueError(f"min_age_s must be >= 0, got {min_age_s}")
+        uploads: dict[str, list[str]] = {}
+        for key in self.store.list(f"{name}/{ARTIFACTS_DIR}"):
+            parts = key.split("/")
+            if len(parts) >= 4:
+                uploads.setdefault("/".join(parts[:3]), []).append(key)
+        referenced = {v.artifact_key for v in self.list_versions(name)}
+        now = _dt.datetime.now(_dt.timezone.utc).timestamp() if now is None else now
+        orphans = []
+        for upload, keys in sorted(uploads.items()):
+            if upload in referenced:
+                continue
+            try:
+                age = now - max(self.store.modified(k) for k in keys)
+            except KeyNotFoundError:  # removed meanwhile (another collector)
+                continue
+            orphan = OrphanedUpload(self.store.uri(upload), keys, age)
+            if age >= min_age_s and not dry_run:
+                for key in keys:
+                    self.store.delete(key)
+                orphan.deleted = True
+            orphans.append(orphan)
+        return orphans
 
     # ------------------------------------------------------------------ downloading
     def cache_path(self, name: str, number: int) -> Path:

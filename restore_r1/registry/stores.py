@@ -9,7 +9,9 @@ atomic for a single key:
 * ``create(key, data)``: create-if-absent, ``False`` when the key exists (a local hard link, or
   an S3 conditional PUT with ``If-None-Match: *``). This is what lets two publishers race for
   the same version number without losing a version;
-* ``list(prefix)``: the keys under a prefix.
+* ``list(prefix)``: the keys under a prefix;
+* ``modified(key)`` (seconds since the epoch) and ``delete(key)``: only for garbage collection
+  of uploads that no version references.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class Store(Protocol):
     def upload(self, key: str, path: Path) -> None: ...
     def download(self, key: str, path: Path) -> None: ...
     def list(self, prefix: str) -> list[str]: ...
+    def modified(self, key: str) -> float: ...
+    def delete(self, key: str) -> None: ...
 
 
 def _check_key(key: str) -> str:
@@ -162,6 +166,24 @@ class LocalStore:
                     continue
                 keys.append(Path(dirpath, name).relative_to(self.root).as_posix())
         return sorted(keys)
+
+    def modified(self, key: str) -> float:
+        try:
+            return self._path(key).stat().st_mtime
+        except (FileNotFoundError, NotADirectoryError):
+            raise KeyNotFoundError(f"{self.uri(key)}: not found") from None
+
+    def delete(self, key: str) -> None:
+        """Removes ``key`` (absent is fine), then the folders it leaves empty."""
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        for folder in path.parents:
+            if folder == self.root or self.root not in folder.parents:
+                break
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or already gone)
+                break
 
 
 def s3_endpoint() -> str | None:
@@ -296,6 +318,13 @@ class S3Store:
         for page in pages:
             keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
         return sorted(keys)
+
+    def modified(self, key: str) -> float:
+        response = self._call("stat", key, self.client.head_object, Bucket=self.bucket, Key=self._key(key))
+        return response["LastModified"].timestamp()
+
+    def delete(self, key: str) -> None:
+        self._call("delete", key, self.client.delete_object, Bucket=self.bucket, Key=self._key(key))
 
 
 class _Conflict(Exception):
