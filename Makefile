@@ -56,6 +56,7 @@ $(TRITON_STAMP): requirements-triton.txt $(STAMP)
 	rm -rf $(TRITON_VENV) && $(PYTHON) -m venv $(TRITON_VENV)
 	$(TRITON_VENV)/bin/python -c 'import sys, sysconfig; open(sysconfig.get_path("purelib") + "/restore_r1_main_venv.pth", "w").write("import site; site.addsitedir(%r)\n" % sys.argv[1])' \
 		"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
+	@echo "pip may list pyiqa's declared requirements as conflicts below: expected, pyiqa is installed --no-deps on purpose"
 	$(TRITON_VENV)/bin/pip install -q --no-cache-dir -r requirements-triton.txt
 	touch $@
 
