@@ -17,16 +17,11 @@ from restore_r1.encoders import (
     encoder_availability,
 )
 from restore_r1.errors import ImageError, UnavailableError, WeightsNotFoundError
+from tests.scenes import textured_scene
 
 
 def _scene(seed: int = 0, size: int = 96) -> np.ndarray:
-    """A textured, colourful uint8 RGB scene with edges at several scales."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    img = np.stack([0.5 + 0.3 * np.sin(9 * x), 0.4 + 0.3 * np.cos(7 * y), 0.3 + 0.2 * x * y], axis=2)
-    img += (((np.floor(x * 6) + np.floor(y * 6)) % 2) * 0.25)[:, :, None]
-    img += cv2.GaussianBlur(rng.normal(0, 0.08, (size, size, 3)).astype(np.float32), (0, 0), 1.5)
-    return np.clip(img * 200, 0, 255).astype(np.uint8)
+    return textured_scene(seed, size, checks=6, grain_sigma=1.5)
 
 
 def _stat(img: np.ndarray, name: str) -> float:

@@ -36,15 +36,11 @@ from restore_r1.judges import (
 )
 
 NEG = -math.inf
+from tests.scenes import textured_scene
 
 
 def _scene(seed: int = 0, size: int = 96) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    img = np.stack([0.5 + 0.3 * np.sin(9 * x), 0.4 + 0.3 * np.cos(7 * y), 0.3 + 0.2 * x * y], axis=2)
-    img += (((np.floor(x * 5) + np.floor(y * 5)) % 2) * 0.25)[:, :, None]
-    img += cv2.GaussianBlur(rng.normal(0, 0.08, (size, size, 3)).astype(np.float32), (0, 0), 1.0)
-    return np.clip(img * 200, 0, 255).astype(np.uint8)
+    return textured_scene(seed, size, checks=5, grain_sigma=1.0)
 
 
 # ------------------------------------------------------------------ the scoring rule
