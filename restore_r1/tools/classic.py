@@ -289,6 +289,18 @@ def _dark_channel(x: np.ndarray, patch: int) -> np.ndarray:
     return cv2.erode(x.min(axis=2), kernel, borderType=cv2.BORDER_REFLECT)
 
 
+def _airlight(x: np.ndarray, haze_map: np.ndarray, top_fraction: float) -> np.ndarray:
+    """The atmospheric light: mean colour of the ``top_fraction`` of pixels where ``haze_map`` is highest."""
+    n = max(1, int(haze_map.size * top_fraction))
+    idx = np.argpartition(haze_map.ravel(), -n)[-n:]
+    return np.maximum(x.reshape(-1, 3)[idx].mean(axis=0), np.float32(1e-3)).astype(np.float32)
+
+
+def _recover_scene(x: np.ndarray, airlight: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Inverts the scattering model ``I = J·t + A·(1 − t)`` for ``J``."""
+    return _to_uint8((x - airlight) / t[:, :, None] + airlight)
+
+
 def dcp_dehaze(
     img: np.ndarray,
     patch: int = DCP_PATCH,
@@ -301,15 +313,11 @@ def dcp_dehaze(
     """Dark-channel-prior dehazing with guided-filter refinement of the transmission."""
     x = _to_float(img)
     dark = _dark_channel(x, patch)
-    n = max(1, int(dark.size * top_fraction))
-    idx = np.argpartition(dark.ravel(), -n)[-n:]
-    airlight = x.reshape(-1, 3)[idx].mean(axis=0).astype(np.float32)
-    airlight = np.maximum(airlight, np.float32(1e-3))
+    airlight = _airlight(x, dark, top_fraction)
     t = 1.0 - omega * _dark_channel(x / airlight, patch)
     grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
     t = np.clip(guided_filter(grey, t, radius, eps), t_min, 1.0)
-    out = (x - airlight) / t[:, :, None] + airlight
-    return _to_uint8(out)
+    return _recover_scene(x, airlight, t)
 
 
 def cap_dehaze(
@@ -336,11 +344,9 @@ def cap_dehaze(
     depth = cv2.erode(depth, kernel, borderType=cv2.BORDER_REFLECT)
     grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
     depth = guided_filter(grey, depth, radius, eps)
-    n = max(1, int(depth.size * top_fraction))
-    idx = np.argpartition(depth.ravel(), -n)[-n:]
-    airlight = np.maximum(x.reshape(-1, 3)[idx].mean(axis=0), np.float32(1e-3)).astype(np.float32)
+    airlight = _airlight(x, depth, top_fraction)
     t = np.clip(np.exp(-beta * depth), t_min, 1.0).astype(np.float32)
-    return _to_uint8((x - airlight) / t[:, :, None] + airlight)
+    return _recover_scene(x, airlight, t)
 
 
 # ===================================================================================================
