@@ -135,7 +135,10 @@ def test_garbage_collection_removes_only_old_unreferenced_uploads(registry, tmp_
     src = tmp_path / "f.bin"
     src.write_bytes(b"x" * 1000)
     original = registry.store.create
-    registry.store.create = lambda key, data: (_ for _ in ()).throw(RuntimeError("publisher died"))
+    def create(key, data):
+        raise RuntimeError("publisher died")
+
+    registry.store.create = create
     with pytest.raises(RuntimeError):
         registry.publish("m", src, "raw")  # leaves an upload that no version references
     registry.store.create = original

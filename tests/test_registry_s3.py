@@ -208,7 +208,10 @@ def test_s3_garbage_collection_after_a_publisher_died(s3, tmp_path):
     registry = open_registry(location, cache_dir=tmp_path / "cache")
     policy = make_policy(tmp_path / "p")
     original = registry.store.create
-    registry.store.create = lambda key, data: (_ for _ in ()).throw(RuntimeError("publisher died"))
+    def create(key, data):
+        raise RuntimeError("publisher died")
+
+    registry.store.create = create
     with pytest.raises(RuntimeError):
         publish_policy(registry, "pol", policy)
     registry.store.create = original
