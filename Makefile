@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 # GRPO settings of the shipped default policy (see `restore-r1 train --help`).
 DEFAULT_TRAIN_ARGS ?= --steps 100 --group 8 --batch-images 4 --lr 2e-3 --entropy-coef 0.02 --tool-cost 0.05 --seed 0
 
-.PHONY: default-policy venv demo test test-fast bench clean help promtool triton-venv serve serving-bench
+.PHONY: data default-policy venv demo test test-fast bench clean help promtool triton-venv serve serving-bench
 
 help:
 	@echo "make demo   - create the environment if missing, then run the demo"
@@ -33,6 +33,13 @@ $(STAMP): pyproject.toml requirements-nodeps.txt
 	# packages whose declared requirements we do not want (see the file)
 	$(BIN)/pip install -q --no-cache-dir --no-deps -r requirements-nodeps.txt
 	touch $@
+
+# The training corpus (restore_r1/corpus.py): natural photos from scikit-image and two Debian wallpaper
+# packages, split by scene into train/ and val/, with a manifest. Idempotent; about 10 s.
+CORPUS ?= .cache/corpus
+export RESTORE_R1_CORPUS := $(abspath $(CORPUS))
+data: $(STAMP)
+	$(BIN)/restore-r1 data fetch --out $(CORPUS)
 
 # promtool (alert rule tests) from Debian's prometheus package, unpacked into an ignored folder.
 PROMTOOL := .cache/promtool/usr/bin/promtool
