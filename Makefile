@@ -55,7 +55,7 @@ $(PROMTOOL):
 # Triton 2.51's python backend expects. It overlays the main venv instead of copying it: a .pth file
 # appends the main venv's site-packages (torch, transformers, pyiqa, this package) after its own, so
 # its numpy<2 and OpenCV 4.11 win and torch's ~5 GB is installed once. About 1 minute.
-# See README.md ("Serving on Triton").
+# See docs/serving.md ("Running it here").
 TRITON_VENV ?= .venv-triton
 TRITON_STAMP := $(TRITON_VENV)/.restore-r1-installed
 triton-venv: $(TRITON_STAMP)
@@ -88,7 +88,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/judges_bench.py --out bench/results
 	$(BIN)/python bench/agent_bench.py --out bench/results
 
-# The shipped default policy, reproduced exactly (README: "The default policy").
+# The shipped default policy, reproduced exactly (docs/method.md §8).
 DEFAULT_POLICY := restore_r1/data/default_policy
 default-policy: $(STAMP)
 	$(BIN)/restore-r1 synth --split train --crop 256 --cases 1-15 --per-case 3 --seed 0 --out data/default_train
@@ -97,7 +97,7 @@ default-policy: $(STAMP)
 	cp runs/default_policy/train_log.jsonl $(DEFAULT_POLICY).tmp/
 	rm -rf $(DEFAULT_POLICY) && mv $(DEFAULT_POLICY).tmp $(DEFAULT_POLICY)
 
-# The Kubeflow pipeline (README.md, "Run on Kubeflow"): the uploadable YAML, and a local end-to-end run with
+# The Kubeflow pipeline (docs/kubeflow.md): the uploadable YAML, and a local end-to-end run with
 # kfp.local on the bundled photos (small settings) registering into the local registry.
 .PHONY: pipeline pipeline-yaml
 pipeline-yaml: $(STAMP)

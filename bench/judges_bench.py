@@ -1,4 +1,4 @@
-"""Which offline judge should give the reward? (SPEC §1: r_t = Q(I_{t+1}) − Q(I_t).)
+"""Which offline judge should give the reward? (docs/method.md §1: r_t = Q(I_{t+1}) − Q(I_t).)
 
 The reward only needs the judge's *step increments* ΔQ to move with true quality. On synthetic
 data we know the clean image, so for every step we have ΔPSNR and ΔSSIM. This bench measures,

@@ -1,6 +1,6 @@
 """Bench of the tools that run here: gain on their own degradation, effect on the others, speed.
 
-For every available tool and every degradation type (SPEC §2, drawn by
+For every available tool and every degradation type (docs/method.md §2, drawn by
 ``restore_r1.degradations.apply_degradation``), PSNR/SSIM (skimage.metrics) of the degraded and
 of the restored image against the clean one, averaged over the photos and draws; plus seconds per
 image on one thread. Writes ``tools.json`` and ``tools.md`` to ``--out``.
@@ -98,7 +98,7 @@ def to_markdown(report: dict) -> str:
         f"Machine: {report['machine']['platform']}, {report['machine']['cpus']} CPUs, OpenCV threads {report['machine']['threads']}, "
         f"numpy {report['machine']['numpy']}, OpenCV {report['machine']['opencv']}  ",
         f"Images: {', '.join(report['photos'])} from skimage.data, {report['size']}² crops, {report['n']} draw(s) each of every "
-        "degradation (restore_r1.degradations, SPEC §2 ranges; haze with the depth prior). PSNR/SSIM by skimage.metrics.",
+        "degradation (restore_r1.degradations, docs/method.md §2 ranges; haze with the depth prior). PSNR/SSIM by skimage.metrics.",
         "",
         "## Degraded baselines",
         "",

@@ -1,7 +1,7 @@
 """The one project image every component runs in (built from ``docker/Dockerfile``).
 
 Pin it here, by tag or better by digest (``REGISTRY/restore-r1@sha256:...``) once pushed; see
-README.md ("Run on Kubeflow"). ``python -m pipelines.compile --image REF`` compiles with another reference
+docs/kubeflow.md ("Build and push the project image"). ``python -m pipelines.compile --image REF`` compiles with another reference
 (it sets ``$RESTORE_R1_IMAGE`` before the components are imported).
 """
 

@@ -6,7 +6,7 @@ serving. Lower layers never import higher ones.
 
 __version__ = "0.1.0"
 
-#: Degradation types, in the names every layer uses (SPEC §2).
+#: Degradation types, in the names every layer uses (docs/method.md §2).
 DEGRADATION_TYPES: tuple[str, ...] = (
     "dark",
     "noise",

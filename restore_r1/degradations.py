@@ -1,8 +1,8 @@
-"""The seven synthetic degradations and the 15 evaluation cases (SPEC §2, §3).
+"""The seven synthetic degradations and the 15 evaluation cases (docs/method.md §2, §3).
 
 Every degradation is a pure function with explicit parameters (``darken_gamma(img, g)``,
 ``motion_blur(img, radius, sigma, angle)``, ...) plus a sampler
-``sample_<name>(img, rng) -> (out, params)`` that draws the parameters from the SPEC §2
+``sample_<name>(img, rng) -> (out, params)`` that draws the parameters from the docs/method.md §2
 distributions with the given ``numpy.random.Generator`` and returns what it drew as a
 JSON-serialisable dict. The constructions follow AgenticIR's synthesis code, which the paper
 follows: darkening on the V channel of HSV, BasicSR's Gaussian/Poisson noise, OpenCV's JPEG
@@ -34,7 +34,7 @@ from restore_r1.images import check_rgb
 
 Params = dict[str, Any]
 
-# --- parameter tables (SPEC §2; AgenticIR's synthesis code) -------------------------------------
+# --- parameter tables (docs/method.md §2; AgenticIR's synthesis code) -------------------------------------
 
 #: dark: the three darkening methods, drawn uniformly.
 DARK_METHODS: tuple[str, ...] = ("shift", "gamma", "linear")
@@ -168,7 +168,7 @@ def darken_linear(img: np.ndarray, m: int) -> np.ndarray:
 
 
 def sample_dark(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Params]:
-    """Darkens with one of shift / gamma / linear, parameters drawn per SPEC §2.
+    """Darkens with one of shift / gamma / linear, parameters drawn per docs/method.md §2.
 
     Returns:
         (uint8 RGB H×W×3, ``{"method": "shift", "s": int}`` or ``{"method": "gamma", "g": float}``
@@ -238,7 +238,7 @@ def poisson_noise(img: np.ndarray, scale: float, rng: np.random.Generator) -> np
 
 
 def sample_noise(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Params]:
-    """Gaussian (σ ∈ U(20, 50)) or Poisson (scale ∈ U(1, 3)) noise, at random (SPEC §2).
+    """Gaussian (σ ∈ U(20, 50)) or Poisson (scale ∈ U(1, 3)) noise, at random (docs/method.md §2).
 
     Returns:
         (uint8 RGB H×W×3, ``{"type": "gaussian", "sigma": float}`` or
@@ -280,7 +280,7 @@ def jpeg_compress(img: np.ndarray, quality: int) -> np.ndarray:
 
 
 def sample_jpeg(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Params]:
-    """JPEG compression with quality ∈ randint[10, 30) (SPEC §2).
+    """JPEG compression with quality ∈ randint[10, 30) (docs/method.md §2).
 
     Returns:
         (uint8 RGB H×W×3, ``{"quality": int}``).
@@ -318,7 +318,7 @@ def haze(img: np.ndarray, depth: np.ndarray, A: float, beta: float) -> np.ndarra
 def sample_haze(
     img: np.ndarray, rng: np.random.Generator, depth: np.ndarray | None = None
 ) -> tuple[np.ndarray, Params]:
-    """Haze with A ∈ U(0.7, 1.0), β ∈ U(0.6, 1.8) (SPEC §2).
+    """Haze with A ∈ U(0.7, 1.0), β ∈ U(0.6, 1.8) (docs/method.md §2).
 
     Args:
         img: uint8 RGB, H×W×3.
@@ -414,7 +414,7 @@ def motion_blur(img: np.ndarray, radius: int, sigma: float, angle: float) -> np.
 
 
 def sample_motion_blur(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Params]:
-    """Motion blur, (radius, σ) from ``MOTION_BLUR_LEVELS``, angle ∈ U(−90°, 90°) (SPEC §2).
+    """Motion blur, (radius, σ) from ``MOTION_BLUR_LEVELS``, angle ∈ U(−90°, 90°) (docs/method.md §2).
 
     Returns:
         (uint8 RGB H×W×3, ``{"radius": int, "sigma": float, "angle": float}``).
@@ -468,7 +468,7 @@ def defocus_blur(img: np.ndarray, radius: int, alias_sigma: float) -> np.ndarray
 
 
 def sample_defocus_blur(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Params]:
-    """Defocus blur, (radius, alias σ) from ``DEFOCUS_BLUR_LEVELS`` (SPEC §2).
+    """Defocus blur, (radius, alias σ) from ``DEFOCUS_BLUR_LEVELS`` (docs/method.md §2).
 
     Returns:
         (uint8 RGB H×W×3, ``{"radius": int, "alias_sigma": float}``).
@@ -513,7 +513,7 @@ def rain_layer(shape: tuple[int, int], rng: np.random.Generator, value: int, len
 
 
 def rain(img: np.ndarray, rng: np.random.Generator, value: int, length: int, angle: float) -> np.ndarray:
-    """Adds rain streaks (MiOIR's generator, SPEC §2).
+    """Adds rain streaks (MiOIR's generator, docs/method.md §2).
 
     Streak seeds are the pixels where U[0, 256) ≥ 256 − value/100; they are pre-blurred by
     ``RAIN_SEED_KERNEL``, smeared along :func:`rain_kernel`, min-max normalised to 0–255 and
@@ -522,7 +522,7 @@ def rain(img: np.ndarray, rng: np.random.Generator, value: int, length: int, ang
     Args:
         img: uint8 RGB, H×W×3.
         rng: source of the streak seeds.
-        value: density: a pixel seeds a streak with probability value/25600 (SPEC: 50..99,
+        value: density: a pixel seeds a streak with probability value/25600 (docs/method.md §2: 50..99,
             i.e. 0.20–0.39 % of pixels); 0..25600.
         length: streak length in pixels (kernel size).
         angle: streak angle in degrees (0 = vertical).
@@ -612,7 +612,7 @@ def apply_degradation(
     return entry.sample(img, rng)
 
 
-# --- the 15 cases (SPEC §3, paper Table 4) --------------------------------------------------------
+# --- the 15 cases (docs/method.md §3, paper Table 4) --------------------------------------------------------
 
 
 #: The settings of Table 4, in order.
@@ -644,7 +644,7 @@ class Case:
         object.__setattr__(self, "name", "+".join(self.degradations))
 
 
-#: The 15 cases of SPEC §3 (paper Table 4), by number.
+#: The 15 cases of docs/method.md §3 (paper Table 4), by number.
 CASES: dict[int, Case] = {
     c.number: c
     for c in (

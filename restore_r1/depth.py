@@ -1,4 +1,4 @@
-"""Depth maps for the haze degradation (SPEC §2): loading per-image maps, and a prior when none.
+"""Depth maps for the haze degradation (docs/method.md §2): loading per-image maps, and a prior when none.
 
 Haze needs a relative depth ``d`` in [0, 1] (1 = farthest) with the image's height and width.
 AgenticIR reads MiO100's per-image depth (a ``.mat`` file holding the variable ``data_obj`` at a

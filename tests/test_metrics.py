@@ -16,7 +16,7 @@ from skimage import data, filters, transform
 from restore_r1 import metrics as M
 from restore_r1.errors import ImageError, UnavailableError
 
-#: Entries whose weights are not shipped by any installed package (SPEC §5 metrics among them).
+#: Entries whose weights are not shipped by any installed package (docs/method.md §5 metrics among them).
 NEEDS_DOWNLOADED_WEIGHTS = ("lpips", "maniqa", "clipiqa", "musiq", "deqa", "brisque", "ilniqe", "nrqm")
 
 

@@ -31,7 +31,7 @@ AVAILABLE = list_tools(available_only=True)
 UNAVAILABLE = [t for t in ALL if not t.available]
 EMBEDDED = [t for t in AVAILABLE if t.backend == "function"]
 
-#: SPEC §4: the paper's 28 tools and their targets.
+#: docs/method.md §4: the paper's 28 tools and their targets.
 PAPER_TARGETS = {
     "clahe": "dark", "gamma_correction": "dark", "constant_shift": "dark",
     "drbnet_defocus": "defocus_blur", "ifan_defocus": "defocus_blur", "restormer_defocus": "defocus_blur",
@@ -58,7 +58,7 @@ def _depth(h: int, w: int) -> np.ndarray:
     return np.tile(np.linspace(1.0, 0.2, h)[:, None], (1, w))
 
 
-#: One fixed synthetic example per degradation (parameters inside the SPEC §2 ranges).
+#: One fixed synthetic example per degradation (parameters inside the docs/method.md §2 ranges).
 DEGRADE = {
     "dark": lambda img: darken_gamma(img, 0.6),
     "noise": lambda img: gaussian_noise(img, 30.0, np.random.default_rng(1)),

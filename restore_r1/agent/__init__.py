@@ -1,4 +1,4 @@
-"""The learning agent: policy network, GRPO maths, episode environment and trainer (SPEC §1).
+"""The learning agent: policy network, GRPO maths, episode environment and trainer (docs/method.md §1).
 
 * :mod:`restore_r1.agent.policy`  — :class:`PolicyConfig`, :class:`Policy`, ``save_policy`` /
   ``load_policy`` (``policy.safetensors`` + ``policy.json``).

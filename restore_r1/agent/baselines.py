@@ -6,7 +6,7 @@ counted as real tool invocations (a method that recomputes something pays for it
 * ``input``       no restoration.
 * ``random``      a random tool sequence of random length 0..max_steps (no tool twice in a row).
 * ``fixed``       one tool per degradation type in the fixed order :data:`FIXED_ORDER`, which
-                  undoes the synthesis order of SPEC §3 backwards (artefacts added last are removed
+                  undoes the synthesis order of docs/method.md §3 backwards (artefacts added last are removed
                   first: JPEG, noise, defocus, motion, dark, haze, rain).
 * ``exploration`` in the style of AgenticIR: at each step every tool is tried on the current image
                   and the judge scores each result; the best-scoring one is kept if it raises the
@@ -30,7 +30,7 @@ from restore_r1.catalog import Catalogue
 ToolFn = Callable[[np.ndarray], np.ndarray]
 
 #: Degradation types in the order the ``fixed`` baseline treats them: the reverse of the
-#: synthesis order of SPEC §3 (JPEG is always applied last, rain/haze/dark first).
+#: synthesis order of docs/method.md §3 (JPEG is always applied last, rain/haze/dark first).
 FIXED_ORDER: tuple[str, ...] = ("jpeg", "noise", "defocus_blur", "motion_blur", "dark", "haze", "rain")
 #: Default search depth of the ``oracle`` (number of tools in a sequence).
 ORACLE_DEPTH = 2

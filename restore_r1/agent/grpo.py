@@ -1,6 +1,6 @@
 r"""Group Relative Policy Optimisation (GRPO) for tool selection, written against the paper.
 
-The objective (SPEC §1; GRPO as in DeepSeekMath, with the per-step reward of Restore-R1):
+The objective (docs/method.md §1; GRPO as in DeepSeekMath, with the per-step reward of Restore-R1):
 
     For each training image I_0, draw a group of G trajectories o_1..o_G from π_old. Trajectory
     i visits images I_0, I_1, ..., I_{T_i} and earns step rewards

@@ -1,6 +1,6 @@
 """The tool-selection policy: a small MLP over frozen image features and the action history.
 
-State (SPEC §1, *secondary*: "image features + history of actions taken") at decision step t:
+State (docs/method.md §1, *secondary*: "image features + history of actions taken") at decision step t:
 
     s_t = [ (f(I_t) - mean) / std,         normalised features of the current image, D floats
             counts of each tool so far,    K floats

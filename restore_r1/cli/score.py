@@ -25,7 +25,7 @@ from restore_r1.images import IMAGE_SUFFIXES, list_images, read_image
 NAME = "score"
 HELP = "score images with quality metrics (PSNR, SSIM, NIQE, ...)"
 
-#: Used when --metrics is not given: the paper's metrics (SPEC §5) and the offline classics;
+#: Used when --metrics is not given: the paper's metrics (docs/method.md §5) and the offline classics;
 #: full-reference ones only when --ref is given.
 DEFAULT_METRICS = ("psnr", "ssim", "lpips", "maniqa", "clipiqa", "musiq", "deqa", "niqe", "piqe")
 #: Table cell for a metric that cannot run here, and for one that failed on this image.

@@ -1,4 +1,4 @@
-"""``restore-r1 synth``: build a paired data set of degraded / clean images (SPEC §2, §3).
+"""``restore-r1 synth``: build a paired data set of degraded / clean images (docs/method.md §2, §3).
 
     restore-r1 synth --out DIR [--images DIR | --split all|train|heldout] [--cases 1-15]
                      [--per-case N] [--seed S] [--crop PX] [--depth DIR]

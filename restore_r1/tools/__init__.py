@@ -1,4 +1,4 @@
-"""The restoration tool catalogue (SPEC §4): every tool is registered into :data:`TOOLS` here.
+"""The restoration tool catalogue (docs/method.md §4): every tool is registered into :data:`TOOLS` here.
 
 Public API: :func:`get_tool`, :func:`list_tools`, :func:`tool_info`. Paper tools come from
 :mod:`restore_r1.tools.paper`; the embedded ones (no download, so that every degradation type has

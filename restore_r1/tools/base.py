@@ -35,7 +35,7 @@ class Tool:
         degradation: the degradation type it targets (one of ``DEGRADATION_TYPES``).
         backend: one of ``BACKENDS``.
         licence: licence of the code and weights it runs.
-        paper: whether it is one of the 28 tools of the paper (SPEC §4).
+        paper: whether it is one of the 28 tools of the paper (docs/method.md §4).
         description: one line for listings.
         fn: the pure function ``uint8 RGB H×W×3 -> uint8 RGB H×W×3`` (function backend), or a
             factory result bound lazily by the backend module.

@@ -4,7 +4,7 @@ Every public function maps uint8 RGB H×W×3 to uint8 RGB H×W×3, is determinis
 takes its parameters explicitly; the defaults are the module-level constants below, chosen by
 measurement with ``bench/tools_bench.py`` (results in ``bench/results/tools.md``).
 
-The three brightening tools are the paper's (SPEC §4) exactly as AgenticIR implements them: on the
+The three brightening tools are the paper's (docs/method.md §4) exactly as AgenticIR implements them: on the
 V channel of HSV (OpenCV's 8-bit HSV), CLAHE with clipLimit 2.0 and 8×8 tiles; gamma
 ``255·(v/255)^(1/1.5)`` (γ = 2/3); a constant shift of +40, clipped.
 """
@@ -16,7 +16,7 @@ import math
 import cv2
 import numpy as np
 
-# --- brightening (SPEC §4; AgenticIR's brightening toolbox) ---------------------------------------
+# --- brightening (docs/method.md §4; AgenticIR's brightening toolbox) ---------------------------------------
 CLAHE_CLIP_LIMIT = 2.0
 CLAHE_TILE_GRID = (8, 8)
 #: AgenticIR's ``gamma = 1.5`` applied as ``(v/255) ** (1/gamma)``: the paper's γ = 2/3.
@@ -33,7 +33,7 @@ GUIDED_DENOISE_RADIUS = 4
 GUIDED_EPS_PER_SIGMA = 2.0
 
 # --- JPEG --------------------------------------------------------------------------------------------
-#: Shifted-DCT thresholding: assumed quality (SPEC §2 draws 10..29), threshold = scale · step.
+#: Shifted-DCT thresholding: assumed quality (docs/method.md §2 draws 10..29), threshold = scale · step.
 JPEG_DCT_QUALITY = 20
 JPEG_DCT_THRESHOLD_SCALE = 0.35
 JPEG_DCT_STEP = 2
@@ -59,7 +59,7 @@ CAP_T_MIN = 0.1
 # --- deblurring --------------------------------------------------------------------------------------
 #: Angles tried when estimating the motion direction, degrees in [-90, 90).
 MOTION_ANGLES = tuple(range(-90, 90, 3))
-#: Motion kernel assumed: one-sided Gaussian streak (SPEC §2) of this radius and σ.
+#: Motion kernel assumed: one-sided Gaussian streak (docs/method.md §2) of this radius and σ.
 MOTION_RADIUS = 15
 MOTION_SIGMA = 4.0
 #: Offsets (degrees) around the gradient-energy axis tried when refining the motion direction.
@@ -67,7 +67,7 @@ MOTION_REFINE_OFFSETS = (-12.0, -6.0, 0.0, 6.0, 12.0)
 #: Wiener noise-to-signal ratio (regularisation) for motion and defocus deconvolution.
 MOTION_NSR = 0.03
 DEFOCUS_NSR = 0.01
-#: Disk radii tried when estimating defocus (SPEC §2 draws 3, 4 or 6).
+#: Disk radii tried when estimating defocus (docs/method.md §2 draws 3, 4 or 6).
 DEFOCUS_RADII = (2, 3, 4, 5, 6)
 DEFOCUS_ALIAS_SIGMA = 0.5
 #: Richardson–Lucy iterations for motion deblurring.
@@ -78,7 +78,7 @@ UNSHARP_DEFOCUS = (1.0, 2.0)
 DECONV_PAD = 32
 
 # --- deraining ---------------------------------------------------------------------------------------
-#: Streaks are thin, bright and near vertical (SPEC §2: ±30° from vertical, width ~3 px): a grey
+#: Streaks are thin, bright and near vertical (docs/method.md §2: ±30° from vertical, width ~3 px): a grey
 #: opening with a horizontal segment longer than the streak width removes them.
 RAIN_OPEN_LENGTH = 7
 RAIN_THRESHOLD = 8
@@ -353,7 +353,7 @@ def cap_dehaze(
 # blur
 # ===================================================================================================
 def motion_kernel(radius: int, sigma: float, angle_deg: float) -> np.ndarray:
-    """One-sided Gaussian streak (SPEC §2's shifted-sum construction) as a (2·w+1)² kernel.
+    """One-sided Gaussian streak (docs/method.md §2's shifted-sum construction) as a (2·w+1)² kernel.
 
     Tap ``i`` (weight ∝ exp(−i²/2σ²), i = 0..2·radius) sits at offset ``i`` along ``angle_deg``
     (degrees, x right, y down, rounded like imagecorruptions' shifts). float32, sums to 1.
@@ -372,7 +372,7 @@ def motion_kernel(radius: int, sigma: float, angle_deg: float) -> np.ndarray:
 
 
 def disk_kernel(radius: float, alias_sigma: float = DEFOCUS_ALIAS_SIGMA) -> np.ndarray:
-    """Normalised disk of ``radius`` on the grid −8..8 smoothed by a 3×3 Gaussian (SPEC §2)."""
+    """Normalised disk of ``radius`` on the grid −8..8 smoothed by a 3×3 Gaussian (docs/method.md §2)."""
     r = np.arange(-8, 9, dtype=np.float32)
     xx, yy = np.meshgrid(r, r)
     k = ((xx**2 + yy**2) <= radius**2).astype(np.float32)
@@ -518,7 +518,7 @@ def unsharp_mask(img: np.ndarray, amount: float, sigma: float) -> np.ndarray:
 
 
 def unsharp_defocus(img: np.ndarray, amount: float = UNSHARP_DEFOCUS[0], sigma: float = UNSHARP_DEFOCUS[1]) -> np.ndarray:
-    """Unsharp masking tuned for the SPEC §2 defocus radii."""
+    """Unsharp masking tuned for the docs/method.md §2 defocus radii."""
     return unsharp_mask(img, amount, sigma)
 
 

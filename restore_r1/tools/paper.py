@@ -1,4 +1,4 @@
-"""The paper's 28 tools (SPEC §4).
+"""The paper's 28 tools (docs/method.md §4).
 
 The three brightening tools run embedded (:mod:`restore_r1.tools.classic`). The 25 neural ones
 run through :mod:`restore_r1.tools.torchscript` from a TorchScript export of the authors' release
@@ -51,7 +51,7 @@ DEHAZEFORMER = "https://github.com/IDKiro/DehazeFormer"
 
 UNVERIFIED = "unverified: see the authors' repository"
 
-#: SPEC §4's neural tools, in the paper's order within each degradation.
+#: docs/method.md §4's neural tools, in the paper's order within each degradation.
 PAPER_MODELS: tuple[PaperModel, ...] = (
     # defocus deblurring
     PaperModel("drbnet_defocus", "defocus_blur", "DRBNet", DRBNET, UNVERIFIED, 16),
@@ -86,7 +86,7 @@ PAPER_MODELS: tuple[PaperModel, ...] = (
     PaperModel("dehazeformer_dehaze", "haze", "DehazeFormer", DEHAZEFORMER, "MIT", 16),
 )
 
-#: AgenticIR's brightening toolbox (SPEC §4), run embedded.
+#: AgenticIR's brightening toolbox (docs/method.md §4), run embedded.
 AGENTICIR_BRIGHTENING = "https://github.com/Kaiwen-Zhu/AgenticIR"
 
 
@@ -101,7 +101,7 @@ def weight_spec(model: PaperModel) -> WeightSpec:
 
 
 def paper_tools() -> list[Tool]:
-    """The 28 tools of SPEC §4: 3 embedded brightening tools, then the 25 neural ones."""
+    """The 28 tools of docs/method.md §4: 3 embedded brightening tools, then the 25 neural ones."""
     tools = [
         Tool("clahe", "dark", "function", "Apache-2.0", True, "CLAHE on V of HSV, clipLimit 2.0, 8×8 tiles (AgenticIR)", fn=classic.clahe),
         Tool("gamma_correction", "dark", "function", "Apache-2.0", True, "gamma γ=2/3 on V of HSV: 255·(v/255)^(1/1.5) (AgenticIR)", fn=classic.gamma_correction),
