@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -75,3 +76,21 @@ def name_list(text: str) -> list[str]:
 
         raise argparse.ArgumentTypeError(f"{text!r} names nothing")
     return names
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Files as given (a missing one is reported when it is read); folders replaced by their
+    image files, sorted by name.
+
+    Raises:
+        ValueError: the items name no image at all (e.g. only empty folders).
+    """
+    from restore_r1.images import IMAGE_SUFFIXES, list_images
+
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item)
+        paths.extend(list_images(path) if path.is_dir() else [path])
+    if not paths:
+        raise ValueError(f"no images found in {', '.join(items)} (suffixes {', '.join(IMAGE_SUFFIXES)})")
+    return paths

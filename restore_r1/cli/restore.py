@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from restore_r1.cli.common import BatchFailures, non_negative_int
+from restore_r1.cli.common import BatchFailures, expand_inputs, non_negative_int
 
 NAME = "restore"
 HELP = "restore images with the agent (default: the shipped policy)"
@@ -31,17 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=int, help="refuse larger images (default: $RESTORE_R1_MAX_PIXELS or 64 MP)")
     parser.add_argument("--triton-url", metavar="URL", help="restore through the restore_r1_agent model of a Triton server (host:port)")
     parser.add_argument("--protocol", choices=("http", "grpc"), default="http", help="Triton protocol (default: http)")
-
-
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given; folders expanded to their images (sorted)."""
-    from restore_r1.images import list_images
-
-    paths: list[Path] = []
-    for raw in inputs:
-        p = Path(raw)
-        paths.extend(list_images(p) if p.is_dir() else [p])
-    return paths
 
 
 def run(args: argparse.Namespace) -> int:

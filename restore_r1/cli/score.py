@@ -19,8 +19,8 @@ import json
 import math
 from pathlib import Path
 
-from restore_r1.cli.common import BatchFailures
-from restore_r1.images import IMAGE_SUFFIXES, list_images, read_image
+from restore_r1.cli.common import BatchFailures, expand_inputs
+from restore_r1.images import read_image
 
 NAME = "score"
 HELP = "score images with quality metrics (PSNR, SSIM, NIQE, ...)"
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         needs_ref = [name for name, info in infos.items() if info.full_reference]
         if needs_ref:
             raise ValueError(f"{', '.join(needs_ref)} need(s) a reference image: pass --ref GT")
-    images = _expand(args.images)
+    images = expand_inputs(args.images)
     ref_dir = _ref_folder(args.ref, len(images))
 
     unavailable: dict[str, str] = {}
@@ -142,17 +142,6 @@ def _metric_names(raw: str | None, has_ref: bool) -> list[str]:
     if not names:
         raise ValueError(f"--metrics {raw!r} names no metric")
     return list(dict.fromkeys(names))  # drop repeats, keep order
-
-
-def _expand(items: list[str]) -> list[Path]:
-    """Files as given; folders replaced by their image files (sorted)."""
-    paths: list[Path] = []
-    for item in items:
-        path = Path(item)
-        paths.extend(list_images(path) if path.is_dir() else [path])
-    if not paths:
-        raise ValueError(f"no images found in {', '.join(items)} (suffixes {', '.join(IMAGE_SUFFIXES)})")
-    return paths
 
 
 def _ref_folder(ref: str | None, n_images: int) -> Path | None:
