@@ -173,8 +173,18 @@ def encode_image(img: np.ndarray, suffix: str = ".png") -> bytes:
     return buf.getvalue()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Writes ``data`` to ``path`` atomically: a reader sees the old file or the whole new one."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = True) -> Path:
+    """Writes ``data`` to ``path`` atomically: a reader sees the old file or the whole new one.
+
+    Args:
+        path: the final file.
+        data: its bytes.
+        overwrite: replace an existing ``path``; when False the final step is a hard link, which
+            fails if ``path`` exists, so even a file created meanwhile is kept.
+
+    Raises:
+        FileExistsError: ``overwrite`` is False and ``path`` exists.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -183,7 +193,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _link_if_absent(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -191,6 +204,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             pass
         raise
     return path
+
+
+def _link_if_absent(tmp: str, path: Path) -> None:
+    """Moves ``tmp`` to ``path`` unless ``path`` exists, atomically where hard links work."""
+    try:
+        os.link(tmp, path)  # atomic, and fails if ``path`` exists
+    except FileExistsError:
+        raise FileExistsError(f"{path} already exists") from None
+    except OSError:
+        # No hard links here (FAT, some network file systems): check, then rename; a file
+        # created between the two steps would be replaced, which no single call can prevent there.
+        if os.path.lexists(path):
+            raise FileExistsError(f"{path} already exists") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 def replace_directory(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
@@ -229,10 +258,14 @@ def atomic_directory(target: str | os.PathLike):
         raise
 
 
-def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
-    """Writes uint8 RGB H×W×3 to ``path`` atomically; the format follows the suffix."""
+def write_image(path: str | os.PathLike, img: np.ndarray, overwrite: bool = True) -> Path:
+    """Writes uint8 RGB H×W×3 to ``path`` atomically; the format follows the suffix.
+
+    Raises:
+        FileExistsError: ``overwrite`` is False and ``path`` exists.
+    """
     path = Path(path)
-    return atomic_write_bytes(path, encode_image(img, path.suffix or ".png"))
+    return atomic_write_bytes(path, encode_image(img, path.suffix or ".png"), overwrite=overwrite)
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
