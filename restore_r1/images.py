@@ -35,8 +35,12 @@ MIN_SIDE = 16
 #: environment variable below.
 DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
 MAX_PIXELS_ENV = "RESTORE_R1_MAX_PIXELS"
-#: File suffixes treated as images when a folder is scanned.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+#: File suffix -> the PIL format :func:`write_image` encodes it as.
+IMAGE_FORMATS: dict[str, str] = {
+    ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP",
+}  # fmt: skip
+#: File suffixes treated as images when a folder is scanned (the ones written, too).
+IMAGE_SUFFIXES = tuple(IMAGE_FORMATS)
 
 
 def max_pixels_default() -> int:
@@ -163,14 +167,24 @@ def encode_image(img: np.ndarray, suffix: str = ".png") -> bytes:
 
     check_rgb(img)
     buf = io.BytesIO()
-    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
     try:
-        kind = fmt[suffix.lower()]
+        kind = IMAGE_FORMATS[suffix.lower()]
     except KeyError:
-        raise ValueError(f"cannot write images with suffix {suffix!r}; use one of {sorted(fmt)}") from None
+        raise ValueError(f"cannot write images with suffix {suffix!r}; use one of {sorted(IMAGE_FORMATS)}") from None
     options = {"quality": 95} if kind in ("JPEG", "WEBP") else {}
     Image.fromarray(img, mode="RGB").save(buf, format=kind, **options)
     return buf.getvalue()
+
+
+def _process_umask() -> int:
+    """The process umask (``os.umask`` can only be read by setting it, so it is set back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Read once at import: reading it sets it for a moment, which is not safe while threads create files.
+_UMASK = _process_umask()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = True) -> Path:
@@ -189,6 +203,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = T
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file 0600; give it the mode open() would (0666 less the umask).
+        if hasattr(os, "fchmod"):  # POSIX; Windows has no such mode bits
+            os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

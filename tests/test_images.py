@@ -168,6 +168,17 @@ def test_write_without_overwrite_keeps_an_existing_file(tmp_path, monkeypatch, l
     assert np.array_equal(read_image(target), _rgb())
 
 
+def test_written_files_get_the_usual_mode(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    path = write_image(tmp_path / "a.png", _rgb())
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    assert os.stat(path).st_mode & 0o777 == os.stat(plain).st_mode & 0o777 == 0o666 & ~mask
+
+
 def test_list_images_and_digest(tmp_path):
     write_image(tmp_path / "b.png", _rgb())
     write_image(tmp_path / "a.jpg", _rgb())
