@@ -694,19 +694,64 @@ def apply_case(
     Returns:
         (uint8 RGB H×W×3, ``[{"degradation": name, "params": {...}}, ...]`` in order).
     """
-    case = get_case(case_number)
+    return apply_chain(get_case(case_number).degradations, img, rng, depth=depth)
+
+
+def apply_chain(
+    names: Sequence[str], img: np.ndarray, rng: np.random.Generator, depth: np.ndarray | None = None
+) -> tuple[np.ndarray, list[Params]]:
+    """Applies degradations in the given order (a case is one such chain).
+
+    Args:
+        names: names from ``DEGRADATION_TYPES``, in application order; repeats allowed.
+        img: uint8 RGB, H×W×3.
+        rng: parameter and noise source; degradations draw from it in order.
+        depth: float H×W in [0, 1] for haze (None: the depth prior of the image *before* any
+            degradation, so that rain or darkening earlier in the chain does not move it).
+
+    Returns:
+        (uint8 RGB H×W×3, ``[{"degradation": name, "params": {...}}, ...]`` in order).
+
+    Raises:
+        KeyError: an unknown name (with close-match suggestions).
+        ValueError: an empty chain.
+    """
+    entries = [DEGRADATIONS.get(n) for n in names]
+    if not entries:
+        raise ValueError("empty degradation chain; name at least one of " + ", ".join(DEGRADATION_TYPES))
     check_rgb(img)
-    prior_used = depth is None and any(DEGRADATIONS.get(n).uses_depth for n in case.degradations)
+    prior_used = depth is None and any(e.uses_depth for e in entries)
     if prior_used:
         depth = depth_prior(img)
     steps: list[Params] = []
     out = img
-    for name in case.degradations:
-        out, params = apply_degradation(name, out, rng, depth=depth)
-        if prior_used and DEGRADATIONS.get(name).uses_depth:
+    for entry in entries:
+        out, params = apply_degradation(entry.name, out, rng, depth=depth)
+        if prior_used and entry.uses_depth:
             params = {**params, "depth": "prior"}
-        steps.append({"degradation": name, "params": params})
+        steps.append({"degradation": entry.name, "params": params})
     return out, steps
+
+
+def parse_degradations(text: str) -> tuple[str, ...]:
+    """Parses an ordered comma list of degradation names such as ``"noise,jpeg"``.
+
+    Returns:
+        The names in the given order (repeats kept: ``"noise,noise"`` degrades twice).
+
+    Raises:
+        ValueError: empty text or an empty item.
+        KeyError: an unknown name; the message suggests close matches.
+    """
+    known = ", ".join(DEGRADATION_TYPES)
+    if text is None or not str(text).strip():
+        raise ValueError(f"empty degradation list; give names such as 'noise,jpeg' from {known}")
+    names = tuple(item.strip() for item in str(text).split(","))
+    if "" in names:
+        raise ValueError(f"empty item in degradation list {text!r}; separate names by single commas")
+    for name in names:
+        DEGRADATIONS.get(name)  # KeyError with close matches
+    return names
 
 
 _CASE_TOKEN = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")

@@ -35,8 +35,12 @@ MIN_SIDE = 16
 #: environment variable below.
 DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
 MAX_PIXELS_ENV = "RESTORE_R1_MAX_PIXELS"
-#: File suffixes treated as images when a folder is scanned.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+#: File suffix -> the PIL format :func:`write_image` encodes it as.
+IMAGE_FORMATS: dict[str, str] = {
+    ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP",
+}  # fmt: skip
+#: File suffixes treated as images when a folder is scanned (the ones written, too).
+IMAGE_SUFFIXES = tuple(IMAGE_FORMATS)
 
 
 def max_pixels_default() -> int:
@@ -163,27 +167,53 @@ def encode_image(img: np.ndarray, suffix: str = ".png") -> bytes:
 
     check_rgb(img)
     buf = io.BytesIO()
-    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
     try:
-        kind = fmt[suffix.lower()]
+        kind = IMAGE_FORMATS[suffix.lower()]
     except KeyError:
-        raise ValueError(f"cannot write images with suffix {suffix!r}; use one of {sorted(fmt)}") from None
+        raise ValueError(f"cannot write images with suffix {suffix!r}; use one of {sorted(IMAGE_FORMATS)}") from None
     options = {"quality": 95} if kind in ("JPEG", "WEBP") else {}
     Image.fromarray(img, mode="RGB").save(buf, format=kind, **options)
     return buf.getvalue()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Writes ``data`` to ``path`` atomically: a reader sees the old file or the whole new one."""
+def _process_umask() -> int:
+    """The process umask (``os.umask`` can only be read by setting it, so it is set back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Read once at import: reading it sets it for a moment, which is not safe while threads create files.
+_UMASK = _process_umask()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = True) -> Path:
+    """Writes ``data`` to ``path`` atomically: a reader sees the old file or the whole new one.
+
+    Args:
+        path: the final file.
+        data: its bytes.
+        overwrite: replace an existing ``path``; when False the final step is a hard link, which
+            fails if ``path`` exists, so even a file created meanwhile is kept.
+
+    Raises:
+        FileExistsError: ``overwrite`` is False and ``path`` exists.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file 0600; give it the mode open() would (0666 less the umask).
+        if hasattr(os, "fchmod"):  # POSIX; Windows has no such mode bits
+            os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _link_if_absent(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -191,6 +221,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             pass
         raise
     return path
+
+
+def _link_if_absent(tmp: str, path: Path) -> None:
+    """Moves ``tmp`` to ``path`` unless ``path`` exists, atomically where hard links work."""
+    try:
+        os.link(tmp, path)  # atomic, and fails if ``path`` exists
+    except FileExistsError:
+        raise FileExistsError(f"{path} already exists") from None
+    except OSError:
+        # No hard links here (FAT, some network file systems): check, then rename; a file
+        # created between the two steps would be replaced, which no single call can prevent there.
+        if os.path.lexists(path):
+            raise FileExistsError(f"{path} already exists") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 def replace_directory(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
@@ -229,10 +275,14 @@ def atomic_directory(target: str | os.PathLike):
         raise
 
 
-def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
-    """Writes uint8 RGB H×W×3 to ``path`` atomically; the format follows the suffix."""
+def write_image(path: str | os.PathLike, img: np.ndarray, overwrite: bool = True) -> Path:
+    """Writes uint8 RGB H×W×3 to ``path`` atomically; the format follows the suffix.
+
+    Raises:
+        FileExistsError: ``overwrite`` is False and ``path`` exists.
+    """
     path = Path(path)
-    return atomic_write_bytes(path, encode_image(img, path.suffix or ".png"))
+    return atomic_write_bytes(path, encode_image(img, path.suffix or ".png"), overwrite=overwrite)
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

@@ -1,4 +1,5 @@
-"""Builds paired data sets: clean photos degraded by the 15 cases of docs/method.md §3.
+"""Builds paired data sets: clean photos degraded by the 15 cases of docs/method.md §3, or by free chains
+of degradations in a given order (e.g. ``("noise", "jpeg")``).
 
 Layout of an output folder::
 
@@ -6,9 +7,11 @@ Layout of an output folder::
     out/lq/<id>.png        the degraded image
     out/manifest.jsonl     one JSON object per finished pair (fields: see ``build_dataset``)
 
-Pair ids are ``<image stem>_c<case:02d>_<index:03d>``. Every pair draws from its own random
-generator, seeded by ``numpy.random.SeedSequence`` from (global seed, source image name, case,
-index): adding cases, images or more pairs per case never changes the pairs already defined, and
+Pair ids are ``<image stem>_c<case:02d>_<index:03d>`` for a case and
+``<image stem>_<name+name>_<index:03d>`` for a chain (e.g. ``cat_noise+jpeg_000``). Every pair
+draws from its own random generator, seeded by ``numpy.random.SeedSequence`` from (global seed,
+source image name, case number or chain, index): adding cases, chains, images or more pairs per
+case never changes the pairs already defined, and
 a pair is byte-identical from run to run. The crop and the degradations use two independent
 children of that sequence, so turning cropping on or off does not change the drawn parameters.
 
@@ -33,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from restore_r1.cleanimages import load_clean, split_names
-from restore_r1.degradations import CASES, DEGRADATIONS, apply_case, get_case, parse_cases
+from restore_r1.degradations import CASES, DEGRADATIONS, apply_chain, get_case, parse_cases, parse_degradations
 from restore_r1.depth import find_depth, load_depth
 from restore_r1.errors import ImageError
 from restore_r1.images import IMAGE_SUFFIXES, MIN_SIDE, list_images, read_image, write_image
@@ -79,28 +82,51 @@ class _Source:
     depth_path: Path | None = None
 
 
-def pair_id(stem: str, case: int, index: int) -> str:
-    """The id of a pair, e.g. ``astronaut_c03_000``."""
+#: What degrades a pair: a case number (1..15) or a chain of degradation names in order.
+Recipe = int | tuple[str, ...]
+#: Marks a chain's entropy words apart from a case number's in the seed sequence ("CHAI").
+CHAIN_SEED_TAG = 0x49414843
+
+
+def chain_name(chain: Sequence[str]) -> str:
+    """A chain as text, e.g. ``"noise+jpeg"`` (the form of a case's ``name``)."""
+    return "+".join(chain)
+
+
+def pair_id(stem: str, case: Recipe, index: int) -> str:
+    """The id of a pair, e.g. ``astronaut_c03_000`` (case 3) or ``astronaut_noise+jpeg_000``."""
+    if isinstance(case, tuple):
+        return f"{stem}_{chain_name(case)}_{index:03d}"
     return f"{stem}_c{case:02d}_{index:03d}"
 
 
-def pair_seed_sequence(seed: int, source: str, case: int, index: int) -> np.random.SeedSequence:
-    """The seed sequence of one pair, from (global seed, source name, case, index).
+def _name_words(text: str) -> list[int]:
+    """The first 16 bytes of the UTF-8 sha256 of ``text`` as four uint32 words."""
+    digest = hashlib.sha256(text.encode("utf-8")).digest()[:16]
+    return [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
 
-    The source name enters as the first 16 bytes of its UTF-8 sha256, so names of any length and
-    alphabet give well-spread, platform-independent entropy.
+
+def pair_seed_sequence(seed: int, source: str, case: Recipe, index: int) -> np.random.SeedSequence:
+    """The seed sequence of one pair, from (global seed, source name, case or chain, index).
+
+    The source name (and a chain's name) enters as the first 16 bytes of its UTF-8 sha256, so
+    names of any length and alphabet give well-spread, platform-independent entropy. A chain's
+    words follow :data:`CHAIN_SEED_TAG`, so a chain never shares a sequence with a case.
     """
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed {seed!r} must be a non-negative integer")
-    digest = hashlib.sha256(source.encode("utf-8")).digest()[:16]
-    words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
-    return np.random.SeedSequence([int(seed), *words, int(case), int(index)])
+    recipe = [CHAIN_SEED_TAG, *_name_words(chain_name(case))] if isinstance(case, tuple) else [int(case)]
+    return np.random.SeedSequence([int(seed), *_name_words(source), *recipe, int(index)])
 
 
-def pair_rngs(seed: int, source: str, case: int, index: int) -> tuple[np.random.Generator, np.random.Generator]:
+def pair_rngs(seed: int, source: str, case: Recipe, index: int) -> tuple[np.random.Generator, np.random.Generator]:
     """(crop generator, degradation generator) of one pair; see :func:`pair_seed_sequence`."""
     crop_ss, degrade_ss = pair_seed_sequence(seed, source, case, index).spawn(2)
     return np.random.default_rng(crop_ss), np.random.default_rng(degrade_ss)
+
+
+def _recipe_degradations(recipe: Recipe) -> tuple[str, ...]:
+    return recipe if isinstance(recipe, tuple) else CASES[recipe].degradations
 
 
 def crop_box(shape: tuple[int, ...], crop: int, rng: np.random.Generator) -> dict[str, int]:
@@ -229,18 +255,20 @@ def _check_compatible(records: Iterable[dict[str, Any]], seed: int, crop: int | 
 def build_dataset(
     out_dir: str | os.PathLike,
     images_dir: str | os.PathLike | None = None,
-    cases: Sequence[int] | str = tuple(CASES),
+    cases: Sequence[int] | str | None = None,
     per_case: int = 1,
     seed: int = 0,
     crop: int | None = None,
     depth_dir: str | os.PathLike | None = None,
     progress: bool = True,
     split: str = "all",
+    chains: Sequence[Sequence[str] | str] | None = None,
 ) -> SynthSummary:
-    """Degrades every source image with every case, ``per_case`` times.
+    """Degrades every source image with every case and chain, ``per_case`` times.
 
-    Each manifest line holds: ``id``, ``case``, ``case_name`` (e.g. ``"dark+noise"``),
-    ``setting`` ("I".."IV"), ``degradations`` (names in application order), ``params`` (the
+    Each manifest line holds: ``id``, ``case`` (null for a chain), ``case_name`` (e.g.
+    ``"dark+noise"``), ``setting`` ("I".."IV"; null for a chain), ``degradations`` (names in
+    application order), ``params`` (the
     parameters each degradation drew, aligned with ``degradations``), ``seed``, ``index``,
     ``source`` (image name), ``crop`` (``{"top", "left", "height", "width"}`` or null),
     ``crop_size``, ``depth`` (depth file name used by haze, or null for the prior / no haze),
@@ -250,8 +278,9 @@ def build_dataset(
         out_dir: output folder (created; may hold an earlier run with the same seed and crop).
         images_dir: folder of clean images (files directly inside, by suffix); None uses the
             photos bundled with scikit-image (:mod:`restore_r1.cleanimages`).
-        cases: case numbers, or text such as ``"1,3,9-12"``.
-        per_case: pairs per (image, case), ≥ 1.
+        cases: case numbers, or text such as ``"1,3,9-12"``; None: all 15 unless ``chains``
+            is given, then none.
+        per_case: pairs per (image, case or chain), ≥ 1.
         seed: global seed, ≥ 0.
         crop: side of random square crops in pixels (≥ ``MIN_SIDE``), or None for whole
             images. A side shorter than ``crop`` is kept whole.
@@ -259,6 +288,8 @@ def build_dataset(
             ``.png``); images without one, or all when None, use the depth prior.
         progress: show a tqdm bar on stderr.
         split: for the bundled photos only: "all", "train" or "heldout".
+        chains: degradation chains, each applied in its order: names from
+            ``DEGRADATION_TYPES`` (``("noise", "jpeg")``) or text (``"noise,jpeg"``).
 
     Returns:
         A :class:`SynthSummary`. Unreadable sources and depth maps are collected in
@@ -266,11 +297,10 @@ def build_dataset(
 
     Raises:
         ValueError: bad arguments, or ``out_dir`` built with another seed or crop.
+        KeyError: an unknown degradation name in ``chains`` (with close matches).
         FileNotFoundError: ``images_dir`` or ``depth_dir`` is not a folder.
     """
-    case_numbers = parse_cases(cases) if isinstance(cases, str) else sorted({get_case(c).number for c in cases})
-    if not case_numbers:
-        raise ValueError("no cases given")
+    recipes = _recipes(cases, chains)
     if isinstance(per_case, bool) or int(per_case) != per_case or per_case < 1:
         raise ValueError(f"per_case {per_case!r} must be a positive integer")
     if isinstance(seed, bool) or int(seed) != seed or seed < 0:
@@ -301,9 +331,9 @@ def build_dataset(
     for folder in (out / LQ_DIR, out / GT_DIR):
         _remove_stale_temporaries(folder)
 
-    plan = [(c, i) for c in case_numbers for i in range(int(per_case))]
+    plan = [(r, i) for r in recipes for i in range(int(per_case))]
     summary.pairs = summary.sources * len(plan)
-    needs_depth = any(DEGRADATIONS.get(n).uses_depth for c in case_numbers for n in CASES[c].degradations)
+    needs_depth = any(DEGRADATIONS.get(n).uses_depth for r in recipes for n in _recipe_degradations(r))
 
     from tqdm import tqdm
 
@@ -342,12 +372,27 @@ def build_dataset(
     return summary
 
 
+def _recipes(cases: Sequence[int] | str | None, chains: Sequence[Sequence[str] | str] | None) -> list[Recipe]:
+    """Case numbers (sorted, distinct) then chains (in the given order, distinct)."""
+    if cases is None:
+        case_numbers = [] if chains else sorted(CASES)
+    elif isinstance(cases, str):
+        case_numbers = parse_cases(cases)
+    else:
+        case_numbers = sorted({get_case(c).number for c in cases})
+    parsed = [parse_degradations(c) if isinstance(c, str) else parse_degradations(",".join(c)) for c in chains or ()]
+    recipes: list[Recipe] = [*case_numbers, *dict.fromkeys(parsed)]
+    if not recipes:
+        raise ValueError("no cases or degradation chains given")
+    return recipes
+
+
 def _make_pair(
     out: Path,
     source: _Source,
     img: np.ndarray,
     depth: np.ndarray | None,
-    case: int,
+    case: Recipe,
     index: int,
     seed: int,
     crop: int | None,
@@ -357,18 +402,19 @@ def _make_pair(
     crop_rng, degrade_rng = pair_rngs(seed, source.name, case, index)
     box = crop_box(img.shape, crop, crop_rng) if crop is not None else None
     gt = _apply_box(img, box)
-    lq, steps = apply_case(case, gt, degrade_rng, depth=_apply_box(depth, box) if depth is not None else None)
+    names = _recipe_degradations(case)
+    lq, steps = apply_chain(names, gt, degrade_rng, depth=_apply_box(depth, box) if depth is not None else None)
     lq_rel, gt_rel = f"{LQ_DIR}/{ident}.png", f"{GT_DIR}/{ident}.png"
     write_image(out / gt_rel, gt)
     write_image(out / lq_rel, lq)
-    spec = CASES[case]
-    uses_haze = any(DEGRADATIONS.get(n).uses_depth for n in spec.degradations)
+    uses_haze = any(DEGRADATIONS.get(n).uses_depth for n in names)
+    is_case = not isinstance(case, tuple)
     return {
         "id": ident,
-        "case": case,
-        "case_name": spec.name,
-        "setting": spec.setting,
-        "degradations": list(spec.degradations),
+        "case": case if is_case else None,
+        "case_name": chain_name(names),
+        "setting": CASES[case].setting if is_case else None,
+        "degradations": list(names),
         "params": [step["params"] for step in steps],
         "seed": seed,
         "index": index,

@@ -12,6 +12,7 @@ from skimage import data, transform
 
 import restore_r1.cli as cli
 from restore_r1.images import write_image
+from restore_r1.judges import JUDGES, create_judge, judge_availability
 
 
 @pytest.fixture(autouse=True)
@@ -147,3 +148,42 @@ def test_full_reference_metric_without_ref_exits_2(files, capsys):
 def test_several_images_need_a_reference_folder(files, capsys):
     code, _, err = _run(capsys, files["a"], files["b"], "--ref", files["gt"] / "a.png", "--metrics", "psnr")
     assert code == 2 and "must be a folder" in err
+
+
+# --- judges as metrics ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("judge", [*JUDGES.names(), "default"])
+def test_every_judge_is_a_metric_column(files, capsys, judge):
+    column = f"judge:{judge}"
+    code, out, err = _run(capsys, files["a"], files["b"], "--metrics", f"piqe,{column}", "--json")
+    assert code == 0 and err == ""
+    rows = json.loads(out)
+    ok, reason = judge_availability(judge)
+    if not ok:
+        assert [r["scores"][column] for r in rows] == [None, None]
+        assert rows[0]["unavailable"] == {column: f"{column} is unavailable: {reason}"}
+        return
+    expected = create_judge(judge).score([files["clean"], files["shifted"]])
+    assert [r["scores"][column] for r in rows] == pytest.approx(expected)
+    assert all(r["scores"]["piqe"] is not None and r["unavailable"] == {} for r in rows)
+
+
+def test_judges_and_full_reference_metrics_in_one_table(files, capsys):
+    code, out, err = _run(capsys, files["b"], "--ref", files["gt"] / "a.png", "--metrics", "psnr,judge:calibrated,ssim")
+    assert code == 0 and err == ""
+    header, row = out.strip().splitlines()
+    assert header.split() == ["image", "psnr", "judge:calibrated", "ssim"]
+    cells = row.split()
+    assert float(cells[1]) == pytest.approx(_psnr(files["shifted"], files["clean"]), abs=1e-3)
+    assert float(cells[2]) == pytest.approx(create_judge("calibrated").score([files["shifted"]])[0], abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "metrics, message",
+    [("psnr,judge:calibratd", "unknown judge 'calibratd'; did you mean calibrated"), ("judge:", "names no judge")],
+)
+def test_bad_judge_exits_2_in_one_line(files, capsys, metrics, message):
+    code, out, err = _run(capsys, files["a"], "--metrics", metrics)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and message in err

@@ -59,6 +59,28 @@ def test_synth_reports_bad_inputs_and_goes_on(tmp_path, images_dir, capsys):
     assert sorted(r["source"] for r in read_manifest(out)) == ["cat.png", "coffee.png"]
 
 
+def test_synth_degradation_chain_from_a_photo_folder(tmp_path, images_dir, capsys):
+    out = tmp_path / "out"
+    argv = ["synth", "--images", str(images_dir), "--out", str(out), "--degradations", "rain,noise", "--crop", "64",
+            "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert "2 pair(s) written" in capsys.readouterr().out
+    records = read_manifest(out)
+    assert [r["degradations"] for r in records] == [["rain", "noise"]] * 2 and {r["case"] for r in records} == {None}
+    # several chains, and cases too when asked for
+    assert cli.main([*argv, "--degradations", "dark", "--cases", "2"]) == 0
+    assert "4 pair(s) written, 2 already done" in capsys.readouterr().out
+    assert {r["case_name"] for r in read_manifest(out)} == {"rain+noise", "dark", "defocus_blur+jpeg"}
+
+
+@pytest.mark.parametrize("chain, message", [("noise,jpgg", "did you mean jpeg?"), ("blur", "unknown degradation 'blur'")])
+def test_synth_unknown_degradation_is_one_line_with_suggestions(tmp_path, capsys, chain, message):
+    code = cli.main(["synth", "--out", str(tmp_path / "out"), "--degradations", chain, "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == cli.EXIT_ERROR and len(err) == 1 and message in err[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_synth_bundled_default_split(tmp_path, capsys):
     out = tmp_path / "out"
     assert cli.main(["synth", "--out", str(out), "--split", "heldout", "--cases", "2", "--crop", "32", "--no-progress"]) == 0

@@ -301,6 +301,41 @@ def test_every_case_is_deterministic_and_keeps_shape(photo, number):
     json.dumps(sa)
 
 
+@pytest.mark.parametrize("number", sorted(D.CASES))
+def test_a_case_is_the_chain_of_its_degradations(photo, number):
+    a, sa = D.apply_case(number, photo, np.random.default_rng(5))
+    b, sb = D.apply_chain(D.CASES[number].degradations, photo, np.random.default_rng(5))
+    assert a.tobytes() == b.tobytes() and sa == sb
+
+
+@pytest.mark.parametrize("name", DEGRADATION_TYPES)
+def test_every_degradation_parses_alone_and_in_a_chain(photo, name):
+    other = DEGRADATION_TYPES[(DEGRADATION_TYPES.index(name) + 1) % len(DEGRADATION_TYPES)]
+    assert D.parse_degradations(name) == (name,)
+    chain = D.parse_degradations(f" {other} , {name},{other}")  # order and repeats kept
+    assert chain == (other, name, other)
+    out, steps = D.apply_chain(chain, photo, np.random.default_rng(3))
+    assert out.shape == photo.shape and out.dtype == np.uint8
+    assert [s["degradation"] for s in steps] == list(chain)
+    json.dumps(steps)
+
+
+@pytest.mark.parametrize(
+    "text, error, message",
+    [
+        ("nosie,jpeg", KeyError, "did you mean noise"),
+        ("noise,jepg", KeyError, "did you mean jpeg"),
+        ("noise,,jpeg", ValueError, "empty item"),
+        ("  ", ValueError, "empty degradation list"),
+    ],
+)
+def test_bad_degradation_lists(text, error, message):
+    with pytest.raises(error, match=message):
+        D.parse_degradations(text)
+    with pytest.raises(ValueError, match="empty degradation chain"):
+        D.apply_chain((), gray(100), np.random.default_rng(0))
+
+
 def test_different_seeds_give_different_outputs(photo):
     a, _ = D.apply_case(15, photo, np.random.default_rng(1))
     b, _ = D.apply_case(15, photo, np.random.default_rng(2))

@@ -146,6 +146,39 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
 
 
+@pytest.mark.parametrize("links", [True, False], ids=["hard-link", "no-hard-links"])
+def test_write_without_overwrite_keeps_an_existing_file(tmp_path, monkeypatch, links):
+    import os
+
+    if not links:  # a file system without hard links (FAT, some network mounts)
+
+        def no_link(*_args, **_kwargs):
+            raise PermissionError("operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_link)
+    target = tmp_path / "out.png"
+    assert write_image(target, _rgb(), overwrite=False) == target  # absent: written
+    assert np.array_equal(read_image(target), _rgb())
+    target.write_bytes(b"old")
+    with pytest.raises(FileExistsError, match="out.png already exists"):
+        write_image(target, _rgb(), overwrite=False)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]  # no temporary left behind
+    write_image(target, _rgb())  # the default replaces it
+    assert np.array_equal(read_image(target), _rgb())
+
+
+def test_written_files_get_the_usual_mode(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    path = write_image(tmp_path / "a.png", _rgb())
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    assert os.stat(path).st_mode & 0o777 == os.stat(plain).st_mode & 0o777 == 0o666 & ~mask
+
+
 def test_list_images_and_digest(tmp_path):
     write_image(tmp_path / "b.png", _rgb())
     write_image(tmp_path / "a.jpg", _rgb())

@@ -114,6 +114,33 @@ def test_pairs_do_not_depend_on_other_cases_or_on_cropping(tmp_path, images_dir)
     assert (other / "lq/cat_c07_000.png").read_bytes() != (a / "lq/cat_c07_000.png").read_bytes()
 
 
+def test_chains_are_applied_in_order_and_recorded(tmp_path, images_dir):
+    out = tmp_path / "out"
+    summary = synth.build_dataset(out, images_dir, chains=["noise,jpeg", ("jpeg", "noise")], seed=0, crop=64, progress=False)
+    assert (summary.pairs, summary.written) == (4, 4)
+    records = {r["id"]: r for r in synth.read_manifest(out)}
+    assert sorted(records) == ["cat_jpeg+noise_000", "cat_noise+jpeg_000", "rocket_jpeg+noise_000", "rocket_noise+jpeg_000"]
+    for r in records.values():
+        assert set(r) == MANIFEST_FIELDS and r["case"] is None and r["setting"] is None
+        assert r["case_name"] == "+".join(r["degradations"]) and len(r["params"]) == len(r["degradations"])
+    assert records["cat_noise+jpeg_000"]["degradations"] == ["noise", "jpeg"]
+    assert records["cat_jpeg+noise_000"]["degradations"] == ["jpeg", "noise"]
+    assert "quality" in records["cat_noise+jpeg_000"]["params"][1]
+
+
+def test_chains_keep_the_cases_and_each_other_unchanged(tmp_path, images_dir):
+    a, b = tmp_path / "a", tmp_path / "b"
+    synth.build_dataset(a, images_dir, cases=[4], chains=["noise,jpeg"], seed=0, crop=64, progress=False)
+    synth.build_dataset(b, images_dir, cases=[2, 4], chains=["dark", "noise,jpeg"], seed=0, crop=64, progress=False)
+    for name in ("lq/cat_c04_000.png", "lq/cat_noise+jpeg_000.png"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+    # The chain noise+jpeg is case 4's, but it draws from its own seed: no two ids share a pair.
+    assert (a / "lq/cat_c04_000.png").read_bytes() != (a / "lq/cat_noise+jpeg_000.png").read_bytes()
+    with pytest.raises(KeyError, match="did you mean haze"):
+        synth.build_dataset(tmp_path / "c", images_dir, chains=["haz"], progress=False)
+    assert synth.pair_id("cat", 3, 1) == "cat_c03_001" and synth.pair_id("cat", ("rain", "dark"), 1) == "cat_rain+dark_001"
+
+
 def test_rerun_skips_finished_pairs_and_redoes_missing_ones(tmp_path, images_dir):
     out = tmp_path / "out"
     synth.build_dataset(out, images_dir, cases=[2, 4], per_case=1, seed=0, crop=64, progress=False)

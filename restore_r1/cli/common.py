@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -43,8 +46,6 @@ def non_negative_int(text: str) -> int:
 
 
 def _int_at_least(text: str, low: int) -> int:
-    import argparse
-
     try:
         value = int(text)
     except ValueError:
@@ -56,8 +57,6 @@ def _int_at_least(text: str, low: int) -> int:
 
 def positive_float(text: str) -> float:
     """argparse type: a float > 0."""
-    import argparse
-
     try:
         value = float(text)
     except ValueError:
@@ -71,7 +70,79 @@ def name_list(text: str) -> list[str]:
     """argparse type: comma-separated names, blanks dropped."""
     names = [t.strip() for t in text.split(",") if t.strip()]
     if not names:
-        import argparse
-
         raise argparse.ArgumentTypeError(f"{text!r} names nothing")
     return names
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Files as given (a missing one is reported when it is read); folders replaced by their
+    image files, sorted by name.
+
+    Raises:
+        ValueError: the items name no image at all (e.g. only empty folders).
+    """
+    from restore_r1.images import IMAGE_SUFFIXES, list_images
+
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item)
+        paths.extend(list_images(path) if path.is_dir() else [path])
+    if not paths:
+        raise ValueError(f"no images found in {', '.join(items)} (suffixes {', '.join(IMAGE_SUFFIXES)})")
+    return paths
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, what: str = "results") -> None:
+    """``-o OUT`` and ``--overwrite`` with the semantics of :func:`output_targets`."""
+    parser.add_argument(
+        "-o",
+        "--out",
+        required=True,
+        metavar="OUT",
+        help=f"where the {what} go: a file when OUT ends in an image suffix (.png, .jpg, ...; the format follows it) "
+        "and exactly one image is given, else a folder of <input stem>.png files; "
+        "an image suffix with several images is an error",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files (default: refuse)")
+
+
+def output_targets(inputs: list[Path], out: str, overwrite: bool = False) -> list[Path]:
+    """Where each input's result is written, checked before any work is done.
+
+    ``out`` is a file when it ends in an image suffix (:data:`restore_r1.images.IMAGE_FORMATS`)
+    and is not an existing folder; then exactly one input is allowed. Otherwise ``out`` is a
+    folder and input ``x/name.jpg`` goes to ``out/name.png``.
+
+    Args:
+        inputs: the expanded input files (:func:`expand_inputs`).
+        out: the ``-o`` value.
+        overwrite: allow targets that exist already.
+
+    Returns:
+        One target per input, in order (two inputs with the same stem share a target; the
+        command refuses the second).
+
+    Raises:
+        ValueError: a file ``out`` with several inputs, or a folder ``out`` that is a file.
+        FileExistsError: a target exists and ``overwrite`` is False; the message names it.
+    """
+    from restore_r1.images import IMAGE_FORMATS
+
+    out_path = Path(out)
+    if out_path.suffix.lower() in IMAGE_FORMATS and not out_path.is_dir():
+        if len(inputs) != 1:
+            raise ValueError(
+                f"-o {out} names one image file but {len(inputs)} images were given; "
+                f"give a folder instead (e.g. -o {out_path.with_suffix('')})"
+            )
+        targets = [out_path]
+    else:
+        if out_path.exists() and not out_path.is_dir():
+            raise ValueError(f"-o {out} is an existing file without an image suffix ({', '.join(IMAGE_FORMATS)}); give a folder")
+        targets = [out_path / f"{p.stem}.png" for p in inputs]
+    if not overwrite:
+        existing = list(dict.fromkeys(t for t in targets if os.path.lexists(t)))
+        if existing:
+            more = f" (and {len(existing) - 1} more output(s))" if len(existing) > 1 else ""
+            raise FileExistsError(f"{existing[0]} already exists{more}; pass --overwrite to replace")
+    return targets

@@ -3,8 +3,12 @@
     restore-r1 restore IN... -o OUT [--policy PATH|registry://NAME@STAGE] [--max-steps K] [--json]
     restore-r1 restore IN... -o OUT --triton-url HOST:PORT [--protocol http|grpc]
 
-IN may be image files or folders of images. Each result is written to ``OUT/<stem>.png``.
-Per image it reports the tools chosen in order, the judge score after each step and the seconds
+IN may be image files or folders of images. With one image and an OUT ending in an image suffix
+(``.png``, ``.jpg``, ``.jpeg``, ``.bmp``, ``.tif``, ``.tiff``, ``.webp``) the result is written to
+that file, in the format of its suffix; otherwise OUT is a folder and each result is written to
+``OUT/<stem>.png``. Several images with an image-suffixed OUT are refused (a folder named
+``out.png`` is never what was meant). Existing outputs are refused before any work unless
+``--overwrite`` is given; writes are atomic. Per image it reports the tools chosen in order, the judge score after each step and the seconds
 taken; ``--json`` prints one JSON object per image (``input``, ``output``, ``tools``, ``scores``,
 ``seconds``). Bad inputs are reported and skipped (exit 1), the others are restored.
 """
@@ -15,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-from restore_r1.cli.common import BatchFailures, non_negative_int
+from restore_r1.cli.common import BatchFailures, add_output_arguments, expand_inputs, non_negative_int, output_targets
 
 NAME = "restore"
 HELP = "restore images with the agent (default: the shipped policy)"
@@ -23,7 +27,7 @@ HELP = "restore images with the agent (default: the shipped policy)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IN", help="image files or folders")
-    parser.add_argument("-o", "--out", required=True, metavar="OUT", help="output folder")
+    add_output_arguments(parser, what="restored images")
     parser.add_argument("--policy", help="policy folder or registry URI (default: $RESTORE_R1_POLICY or the shipped policy)")
     parser.add_argument("--max-steps", type=non_negative_int, metavar="K", help="at most K tool calls per image")
     parser.add_argument("--judge", default="default", help="judge used to report scores (default: the offline default)")
@@ -33,23 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", choices=("http", "grpc"), default="http", help="Triton protocol (default: http)")
 
 
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given; folders expanded to their images (sorted)."""
-    from restore_r1.images import list_images
-
-    paths: list[Path] = []
-    for raw in inputs:
-        p = Path(raw)
-        paths.extend(list_images(p) if p.is_dir() else [p])
-    return paths
-
-
 def run(args: argparse.Namespace) -> int:
     from restore_r1.agent.inference import Agent
     from restore_r1.images import read_image, write_image
 
     if args.triton_url and args.policy:
         raise ValueError("--policy is for in-process restores; a Triton server's agent uses the policy of its model repository")
+    paths = expand_inputs(args.inputs)
+    targets = output_targets(paths, args.out, overwrite=args.overwrite)  # refuse before loading anything
     if args.triton_url:
         # The server's agent uses its own policy and judge; --max-steps travels with each request.
         from restore_r1.serving.client import TritonAgentClient
@@ -59,19 +54,16 @@ def run(args: argparse.Namespace) -> int:
         restore = lambda img: client.restore(img, max_steps=args.max_steps)  # noqa: E731
     else:
         restore = Agent.load(args.policy, judge=args.judge, max_steps=args.max_steps).restore
-    out_dir = Path(args.out)
-    paths = expand_inputs(args.inputs)
     failures = BatchFailures()
-    used: set[str] = set()
-    for path in paths:
+    used: set[Path] = set()
+    for path, target in zip(paths, targets, strict=True):
         try:
             img = read_image(path, max_pixels=args.max_pixels)
-            name = f"{path.stem}.png"
-            if name in used:
-                raise ValueError(f"another input already wrote {out_dir / name}; rename one of them")
-            used.add(name)
+            if target in used:
+                raise ValueError(f"another input already wrote {target}; rename one of them")
+            used.add(target)
             result = restore(img)
-            target = write_image(out_dir / name, result.image)
+            write_image(target, result.image, overwrite=args.overwrite)
         except Exception as exc:  # batch edge: report, go on with the next image
             failures.add(str(path), exc)
             continue

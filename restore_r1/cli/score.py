@@ -1,5 +1,10 @@
 """``restore-r1 score IMG... [--ref GT] [--metrics psnr,ssim,niqe] [--json]``: image-quality scores.
 
+Metrics (``--metrics``): names from :func:`restore_r1.metrics.list_metrics`, and judges as
+``judge:NAME`` (a name of :data:`restore_r1.judges.JUDGES`, or ``judge:default``), scored by
+``create_judge(NAME).score([image])`` on their 1–5 scale (higher is better). Judges are
+no-reference and run with their defaults (``--device`` is for the metrics).
+
 References (``--ref``): with one image, ``--ref`` is the reference file (or a folder holding a
 file of the image's name); with several images it must be a folder, and each image is compared
 with the file of the same name in it. Full-reference metrics need ``--ref``.
@@ -17,10 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
-from restore_r1.cli.common import BatchFailures
-from restore_r1.images import IMAGE_SUFFIXES, list_images, read_image
+import numpy as np
+
+from restore_r1.cli.common import BatchFailures, expand_inputs
+from restore_r1.images import read_image
 
 NAME = "score"
 HELP = "score images with quality metrics (PSNR, SSIM, NIQE, ...)"
@@ -31,6 +39,11 @@ DEFAULT_METRICS = ("psnr", "ssim", "lpips", "maniqa", "clipiqa", "musiq", "deqa"
 #: Table cell for a metric that cannot run here, and for one that failed on this image.
 UNAVAILABLE = "unavailable"
 FAILED = "error"
+#: ``--metrics judge:NAME`` scores with the judge NAME of :mod:`restore_r1.judges`.
+JUDGE_PREFIX = "judge:"
+
+#: A column's scorer: (image, reference or None) -> score.
+Scorer = Callable[[np.ndarray, "np.ndarray | None"], float]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,31 +56,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics",
         metavar="LIST",
-        help="comma-separated metric names (default: the paper's metrics plus niqe, piqe; "
-        "full-reference ones only with --ref); see restore_r1.metrics.list_metrics()",
+        help="comma-separated metric names and judges as judge:NAME, e.g. psnr,niqe,judge:default "
+        "(default: the paper's metrics plus niqe, piqe; full-reference ones only with --ref); "
+        "see restore_r1.metrics.list_metrics() and restore_r1.judges.JUDGES",
     )
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--device", default="cpu", help="torch device of the metrics (default: cpu)")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
 
 
 def run(args: argparse.Namespace) -> int:
-    from restore_r1.metrics import METRICS, create_metric, metric_availability
-
     names = _metric_names(args.metrics, has_ref=args.ref is not None)
-    infos = {name: METRICS.get(name) for name in names}  # unknown name: KeyError -> exit 2
+    full_reference = {name: _full_reference(name) for name in names}  # unknown name: KeyError -> exit 2
     if args.ref is None:
-        needs_ref = [name for name, info in infos.items() if info.full_reference]
+        needs_ref = [name for name, fr in full_reference.items() if fr]
         if needs_ref:
             raise ValueError(f"{', '.join(needs_ref)} need(s) a reference image: pass --ref GT")
-    images = _expand(args.images)
+    images = expand_inputs(args.images)
     ref_dir = _ref_folder(args.ref, len(images))
 
     unavailable: dict[str, str] = {}
-    metrics = {}
+    metrics: dict[str, Scorer] = {}
     for name in names:
-        ok, reason = metric_availability(name)
+        ok, reason = _availability(name)
         if ok:
-            metrics[name] = create_metric(name, device=args.device)
+            metrics[name] = _scorer(name, device=args.device)
         else:
             unavailable[name] = reason
 
@@ -92,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         errors: dict[str, str] = {}
         for name, metric in metrics.items():
             try:
-                value = metric(img, ref if metric.info.full_reference else None)
+                value = metric(img, ref if full_reference[name] else None)
             except Exception as exc:  # reported per item, the other metrics still run
                 failures.add(str(path), RuntimeError(f"{name}: {_one_line(exc)}"))
                 errors[name] = _one_line(exc)
@@ -144,15 +156,54 @@ def _metric_names(raw: str | None, has_ref: bool) -> list[str]:
     return list(dict.fromkeys(names))  # drop repeats, keep order
 
 
-def _expand(items: list[str]) -> list[Path]:
-    """Files as given; folders replaced by their image files (sorted)."""
-    paths: list[Path] = []
-    for item in items:
-        path = Path(item)
-        paths.extend(list_images(path) if path.is_dir() else [path])
-    if not paths:
-        raise ValueError(f"no images found in {', '.join(items)} (suffixes {', '.join(IMAGE_SUFFIXES)})")
-    return paths
+def _judge_name(name: str) -> str | None:
+    """The judge of a ``judge:NAME`` column, or None for a metric."""
+    if not name.startswith(JUDGE_PREFIX):
+        return None
+    judge = name[len(JUDGE_PREFIX) :].strip()
+    if not judge:
+        raise ValueError(f"--metrics {name!r} names no judge; write e.g. {JUDGE_PREFIX}default")
+    return judge
+
+
+def _full_reference(name: str) -> bool:
+    """Whether column ``name`` needs a reference (judges never do).
+
+    Raises:
+        KeyError: unknown metric or judge (with close matches).
+    """
+    from restore_r1.judges import judge_availability
+    from restore_r1.metrics import METRICS
+
+    judge = _judge_name(name)
+    if judge is None:
+        return METRICS.get(name).full_reference
+    judge_availability(judge)  # KeyError for an unknown judge, before any image is read
+    return False
+
+
+def _availability(name: str) -> tuple[bool, str]:
+    """``(True, "")`` or ``(False, "<name> is unavailable: <reason>")``."""
+    from restore_r1.judges import judge_availability
+    from restore_r1.metrics import metric_availability
+
+    judge = _judge_name(name)
+    if judge is None:
+        return metric_availability(name)
+    ok, reason = judge_availability(judge)
+    return ok, "" if ok else f"{name} is unavailable: {reason}"
+
+
+def _scorer(name: str, device: str) -> Scorer:
+    """The scorer of column ``name``: a metric of :mod:`restore_r1.metrics` or a judge."""
+    from restore_r1.judges import create_judge
+    from restore_r1.metrics import create_metric
+
+    judge = _judge_name(name)
+    if judge is None:
+        return create_metric(name, device=device)
+    scorer = create_judge(judge)
+    return lambda img, ref: float(scorer.score([img])[0])
 
 
 def _ref_folder(ref: str | None, n_images: int) -> Path | None:

@@ -1,10 +1,13 @@
 """``restore-r1 synth``: build a paired data set of degraded / clean images (docs/method.md §2, §3).
 
-    restore-r1 synth --out DIR [--images DIR | --split all|train|heldout] [--cases 1-15]
+    restore-r1 synth --out DIR [--images DIR | --split all|train|heldout]
+                     [--cases 1-15] [--degradations NAME,NAME...]...
                      [--per-case N] [--seed S] [--crop PX] [--depth DIR]
 
 Without ``--images`` the clean photos bundled with scikit-image are used (``--split`` picks the
-training or held-out ones). Writes ``DIR/lq``, ``DIR/gt`` and ``DIR/manifest.jsonl``; re-running
+training or held-out ones). ``--degradations noise,jpeg`` degrades with that chain, in that
+order, instead of the 15 cases (repeat the flag for several chains; add ``--cases`` to get both).
+Writes ``DIR/lq``, ``DIR/gt`` and ``DIR/manifest.jsonl``; re-running
 into the same folder skips finished pairs. Unreadable images are listed at the end (exit 1); the
 others are still processed.
 """
@@ -14,10 +17,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from restore_r1 import DEGRADATION_TYPES
 from restore_r1.cli.common import BatchFailures, non_negative_int, positive_int
 
 NAME = "synth"
-HELP = "synthesise degraded/clean image pairs for the 15 cases"
+HELP = "synthesise degraded/clean image pairs for the 15 cases or chains of degradations"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,8 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="which bundled photos to use when --images is not given (default: all)",
     )
     parser.add_argument("--out", metavar="DIR", required=True, help="output folder (lq/, gt/, manifest.jsonl)")
-    parser.add_argument("--cases", default="1-15", metavar="LIST", help="cases, e.g. 1,3,9-12 (default: 1-15)")
-    parser.add_argument("--per-case", type=positive_int, default=1, metavar="N", help="pairs per image and case (default: 1)")
+    parser.add_argument(
+        "--cases", metavar="LIST", help="cases, e.g. 1,3,9-12 (default: 1-15, or none when --degradations is given)"
+    )
+    parser.add_argument(
+        "--degradations",
+        action="append",
+        metavar="LIST",
+        help=f"an ordered comma list of degradations applied in that order, e.g. noise,jpeg; from {', '.join(DEGRADATION_TYPES)}; "
+        "repeat for several chains",
+    )
+    parser.add_argument("--per-case", type=positive_int, default=1, metavar="N", help="pairs per image and case or chain (default: 1)")
     parser.add_argument("--seed", type=non_negative_int, default=0, metavar="S", help="global seed (default: 0)")
     parser.add_argument(
         "--crop", type=positive_int, metavar="PX", help="random square crops of PX pixels (a shorter side is kept whole)"
@@ -40,10 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from restore_r1.degradations import parse_cases
+    from restore_r1.degradations import parse_cases, parse_degradations
     from restore_r1.synth import build_dataset
 
-    cases = parse_cases(args.cases)
+    chains = list(dict.fromkeys(parse_degradations(text) for text in args.degradations or []))
+    cases = parse_cases(args.cases) if args.cases is not None else ([] if chains else parse_cases("all"))
     if args.images is not None and args.split != "all":
         raise ValueError("--split applies to the bundled photos; drop it or drop --images")
     summary = build_dataset(
@@ -56,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         depth_dir=args.depth,
         progress=not args.no_progress,
         split=args.split,
+        chains=chains,
     )
     failures = BatchFailures()
     for item, message in summary.failures:
@@ -65,6 +80,16 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"synth: {summary.written} pair(s) written, {summary.skipped} already done, "
         f"{len(summary.failures)} of {summary.sources} image(s) failed; "
-        f"{len(cases)} case(s) × {args.per_case} per image -> {summary.manifest}"
+        f"{_recipes_text(cases, chains)} × {args.per_case} per image -> {summary.manifest}"
     )
     return failures.report(summary.sources)
+
+
+def _recipes_text(cases: list[int], chains: list[tuple[str, ...]]) -> str:
+    """E.g. ``"2 case(s)"``, ``"chain noise+jpeg"`` or ``"1 case(s) and chains dark, noise+jpeg"``."""
+    from restore_r1.synth import chain_name
+
+    parts = [f"{len(cases)} case(s)"] if cases else []
+    if chains:
+        parts.append(("chain " if len(chains) == 1 else "chains ") + ", ".join(chain_name(c) for c in chains))
+    return " and ".join(parts)
