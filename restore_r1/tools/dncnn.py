@@ -73,7 +73,7 @@ VARIANTS: dict[str, Variant] = {
     )
 }
 #: The variants shipped in the package, chosen by measurement (bench/results/tools.md, "DnCNN"):
-#: the σ-input models beat every blind one over σ 20–50 (a blind model loses 5–7 dB away from
+#: the σ-input models beat every blind one over σ 20–50 (a blind model loses 4–8 dB away from
 #: its training σ); 17N is 0.1–0.3 dB above 6N at 3.7× the time, so both are offered.
 SHIPPED_VARIANTS: tuple[str, ...] = ("6N", "17N")
 
