@@ -80,7 +80,7 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
         elif isinstance(value, np.ndarray):
             flat[path] = np.ascontiguousarray(value)
         else:
-            raise ValueError(f"{path}: expected an array, got {type(value).__name__}")
+            raise TypeError(f"{path}: expected an array, got {type(value).__name__}")
     return flat
 
 
