@@ -1,4 +1,5 @@
-"""Finding model weights: explicit path -> cache directory from an env var -> default cache.
+"""Finding model weights: explicit path -> cache directory from an env var -> default cache ->
+the copy shipped inside the package, when there is one.
 
 Nothing is ever downloaded here and nothing is replaced by random weights: a missing file is a
 :class:`WeightsNotFoundError` that names every place looked at and how to supply the file.
@@ -29,12 +30,14 @@ class WeightSpec:
         source: where its authors publish it (for the error message), or how to produce it.
         sha256: expected hex digest, or ``None`` when releases differ (user exports).
         licence: the weights' licence as published by their authors.
+        packaged: the copy shipped inside this package (looked at last), if any.
     """
 
     filename: str
     source: str
     sha256: str | None = None
     licence: str = "see source"
+    packaged: Path | None = None
 
 
 def weights_dir() -> Path:
@@ -47,6 +50,8 @@ def candidate_paths(spec: WeightSpec, explicit: str | os.PathLike | None = None)
     """Where ``spec`` is looked for, in order."""
     paths = [Path(explicit).expanduser()] if explicit else []
     paths.append(weights_dir() / spec.filename)
+    if spec.packaged is not None:
+        paths.append(Path(spec.packaged))
     return paths
 
 

@@ -58,3 +58,19 @@ def test_weights_lookup_order_and_checksum(tmp_path, monkeypatch):
     bad = WeightSpec("net/model.pt", source="x", sha256="0" * 64)
     with pytest.raises(ChecksumError, match="differs"):
         resolve_weights(bad)
+
+
+def test_packaged_copy_is_looked_at_last(tmp_path, monkeypatch):
+    shipped = tmp_path / "package" / "model.safetensors"
+    shipped.parent.mkdir()
+    shipped.write_bytes(b"shipped")
+    spec = WeightSpec("net/model.safetensors", source="x", sha256=hashlib.sha256(b"shipped").hexdigest(), packaged=shipped)
+    monkeypatch.setenv("RESTORE_R1_WEIGHTS", str(tmp_path / "cache"))
+    assert candidate_paths(spec) == [tmp_path / "cache" / "net" / "model.safetensors", shipped]
+    assert resolve_weights(spec) == shipped
+    shipped.write_bytes(b"corrupt")
+    with pytest.raises(ChecksumError, match=str(shipped)):
+        resolve_weights(spec)
+    shipped.unlink()
+    with pytest.raises(WeightsNotFoundError, match=str(shipped)):
+        resolve_weights(spec)

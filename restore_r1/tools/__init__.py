@@ -2,14 +2,15 @@
 
 Public API: :func:`get_tool`, :func:`list_tools`, :func:`tool_info`. Paper tools come from
 :mod:`restore_r1.tools.paper`; the embedded ones (no download, so that every degradation type has
-at least two tools that run here) from :mod:`restore_r1.tools.classic`, chosen by measurement
-(``bench/tools_bench.py``).
+at least two tools that run here) from :mod:`restore_r1.tools.classic` and, with weights shipped in
+the package, :mod:`restore_r1.tools.dncnn`, chosen by measurement (``bench/tools_bench.py``,
+``bench/dncnn_bench.py``).
 """
 
 from __future__ import annotations
 
 from restore_r1 import DEGRADATION_TYPES
-from restore_r1.tools import classic
+from restore_r1.tools import classic, dncnn
 from restore_r1.tools.base import TOOLS, Tool
 from restore_r1.tools.paper import paper_tools
 
@@ -19,12 +20,23 @@ __all__ = ["TOOLS", "Tool", "get_tool", "list_tools", "tool_info"]
 OWN_LICENCE = "Apache-2.0"
 
 
+def _dncnn_tool(name: str, variant: str) -> Tool:
+    # Our code (Apache-2.0) running scico's weights (BSD-3-Clause), as an SPDX expression.
+    spec = dncnn.weight_spec(variant)
+    runner = dncnn.DnCNNTool(variant, spec)
+    depth = dncnn.variant_info(variant).depth
+    description = f"scico's DnCNN ({depth} layers, σ input = {dncnn.SIGMA_SCALE:g}·estimated σ) on opponent colour planes, torch CPU"
+    return Tool(name, "noise", "function", f"{OWN_LICENCE} AND {dncnn.DNCNN_SPDX}", False, description, fn=runner, weights=spec)
+
+
 def embedded_tools() -> list[Tool]:
     """Tools that run here with no download, beyond the paper's brightening three."""
     f = "function"
     return [
         Tool("nlm_denoise", "noise", f, OWN_LICENCE, False, "non-local means (OpenCV), strength from the estimated σ", fn=classic.nlm_denoise),
         Tool("guided_denoise", "noise", f, OWN_LICENCE, False, "self-guided filter per channel, eps from the estimated σ", fn=classic.guided_denoise),
+        _dncnn_tool("dncnn6_denoise", "6N"),
+        _dncnn_tool("dncnn17_denoise", "17N"),
         Tool("jpeg_dct_deblock", "jpeg", f, OWN_LICENCE, False, "shifted 8×8 DCT hard thresholding of luma (QF 20 table), guided chroma", fn=classic.jpeg_dct_deblock),
         Tool("jpeg_guided_deblock", "jpeg", f, OWN_LICENCE, False, "guided filter on luma, luma-guided chroma smoothing", fn=classic.jpeg_guided_deblock),
         Tool("dcp_dehaze", "haze", f, OWN_LICENCE, False, "dark channel prior with guided-filter transmission (He et al.)", fn=classic.dcp_dehaze),
