@@ -1,13 +1,14 @@
-"""Bench of the agent (issue: the agent, §7): the trained policy against the baselines.
+"""Bench of the agent (issue 9, "Policy v2"): the shipped policy against the baselines.
 
-Runs ``restore_r1.evaluate`` on the bundled HELD-OUT photos (never used in training) over all 15
-cases, then checks the targets and writes ``agent.json`` and ``agent.md`` to ``--out``:
+Runs ``restore_r1.evaluate`` on the bundled HELD-OUT photos (never used for training, fitting or
+selection) over all 15 cases, then checks the targets and writes ``agent.json`` and ``agent.md``:
 
-* the policy beats ``random`` and ``fixed`` on mean PSNR and on mean SSIM;
-* its mean PSNR is at most 0.5 dB below ``exploration`` (or above it), with at most a quarter of
-  exploration's tool calls and a quarter of its seconds per image;
-* the share of the ``oracle``'s PSNR gain over ``input`` that the policy recovers;
-* the default policy's training time (from its training log).
+* the policy recovers >= 50 % of the PSNR oracle's gain over the input;
+* it is not below its input on mean PSNR or SSIM in any setting, and below its input PSNR in at
+  most 2 of the 15 cases;
+* at most 1.5 tool calls per degradation present;
+* within 0.3 dB of greedy exploration with the same judge, with at most 1/10 of its tool calls;
+* judge agreement: of the policy's steps that its judge scored as gains, how many raised PSNR.
 
     .venv/bin/python bench/agent_bench.py --out bench/results
 """
@@ -23,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from restore_r1.images import atomic_write_bytes
 from restore_r1.degradations import parse_cases
 from restore_r1.evaluate import EvalConfig, evaluate
@@ -31,24 +34,56 @@ from restore_r1.evaluate import EvalConfig, evaluate
 TRAIN_LOG = Path(__file__).resolve().parent.parent / "restore_r1" / "data" / "default_policy" / "train_log.jsonl"
 
 
-def check_targets(summary: dict) -> list[dict]:
-    """The issue's targets as rows {target, value, met}."""
-    p, r, f, e = (summary.get(m) for m in ("policy", "random", "fixed", "exploration"))
+def check_targets(results: dict) -> list[dict]:
+    """The issue's targets as rows {target, value, met} (issue 9, "Policy v2")."""
+    from restore_r1.degradations import CASES
+
+    summary = results["summary"]
+    p, i, e, o = (summary.get(m) for m in ("policy", "input", "exploration", "oracle"))
     rows = []
-    if p and r:
-        rows.append({"target": "policy PSNR > random PSNR", "value": f"{p['psnr']:.2f} vs {r['psnr']:.2f}", "met": p["psnr"] > r["psnr"]})
-        rows.append({"target": "policy SSIM > random SSIM", "value": f"{p['ssim']:.3f} vs {r['ssim']:.3f}", "met": p["ssim"] > r["ssim"]})
-    if p and f:
-        rows.append({"target": "policy PSNR > fixed PSNR", "value": f"{p['psnr']:.2f} vs {f['psnr']:.2f}", "met": p["psnr"] > f["psnr"]})
-        rows.append({"target": "policy SSIM > fixed SSIM", "value": f"{p['ssim']:.3f} vs {f['ssim']:.3f}", "met": p["ssim"] > f["ssim"]})
+    if p and i and o:
+        share = results.get("oracle_gain_share")
+        rows.append({"target": "policy recovers >= 50 % of the oracle's PSNR gain", "value": f"{100 * share:.1f} %", "met": share >= 0.5})
+    if p and i:
+        worse = [s for s, r in results["settings"].items() if r["policy"]["psnr"] < r["input"]["psnr"] or r["policy"]["ssim"] < r["input"]["ssim"]]
+        rows.append({"target": "policy not below input on mean PSNR or SSIM in any setting", "value": ", ".join(worse) or "none below", "met": not worse})
+        cases = [c for c, r in results["cases"].items() if r["policy"]["psnr"] < r["input"]["psnr"]]
+        rows.append({"target": "policy below input PSNR in at most 2 of the 15 cases", "value": f"{len(cases)} ({', '.join(cases) or '-'})", "met": len(cases) <= 2})
+        per_deg = np.mean([r["policy"]["tool_calls"] / len(CASES[int(c)].degradations) for c, r in results["cases"].items()])
+        rows.append({"target": "at most 1.5 tool calls per degradation present", "value": f"{per_deg:.2f}", "met": per_deg <= 1.5})
     if p and e:
         gap = p["psnr"] - e["psnr"]
-        rows.append({"target": "policy PSNR >= exploration PSNR - 0.5 dB", "value": f"{gap:+.2f} dB", "met": gap >= -0.5})
+        rows.append({"target": "policy PSNR within 0.3 dB of exploration (same judge)", "value": f"{gap:+.2f} dB", "met": gap >= -0.3})
         calls = p["tool_calls"] / e["tool_calls"] if e["tool_calls"] else float("inf")
-        rows.append({"target": "policy tool calls <= 1/4 of exploration's", "value": f"{p['tool_calls']:.2f} vs {e['tool_calls']:.2f} ({calls:.3f}×)", "met": calls <= 0.25})
-        secs = p["seconds"] / e["seconds"] if e["seconds"] else float("inf")
-        rows.append({"target": "policy seconds <= 1/4 of exploration's", "value": f"{p['seconds']:.3f} vs {e['seconds']:.3f} s ({secs:.3f}×)", "met": secs <= 0.25})
+        rows.append({"target": "policy tool calls <= 1/10 of exploration's", "value": f"{p['tool_calls']:.2f} vs {e['tool_calls']:.2f} ({calls:.3f}×)", "met": calls <= 0.1})
     return rows
+
+
+def judge_agreement(config: EvalConfig, work: Path) -> dict:
+    """Can the policy fool its judge? Replays each held-out policy trajectory and counts the steps
+    where the judge's score rose, and of those, the steps where PSNR rose too."""
+    from restore_r1.agent.inference import available_tool_map
+    from restore_r1.evaluate import held_out_pairs
+    from restore_r1.metrics import psnr
+
+    records = [json.loads(line) for line in (work / "records.jsonl").read_text().splitlines() if line.strip()]
+    policy = {r["id"]: r for r in records if r["method"] == "policy"}
+    tools = available_tool_map()
+    judged_up = both_up = steps = 0
+    for pair in held_out_pairs(config):
+        rec = policy.get(pair.id)
+        if rec is None:
+            continue
+        img, scores = pair.lq, rec["judge_scores"]
+        for k, name in enumerate(rec["tools"]):
+            out = tools[name](img)
+            steps += 1
+            if k + 1 < len(scores) and scores[k + 1] > scores[k]:
+                judged_up += 1
+                both_up += psnr(out, pair.gt) > psnr(img, pair.gt)
+            img = out
+    return {"steps": steps, "judge_up": judged_up, "judge_up_and_psnr_up": both_up,
+            "share": both_up / judged_up if judged_up else float("nan")}
 
 
 def training_time() -> dict | None:
@@ -76,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     results = evaluate(config, args.work)
     wall = time.perf_counter() - start
-    targets = check_targets(results["summary"])
+    targets = check_targets(results)
+    agreement = judge_agreement(config, Path(args.work))
     train = training_time()
     report = {
         "command": "python bench/agent_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -86,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": targets,
         "oracle_gain_share": results.get("oracle_gain_share"),
         "training": train,
+        "judge_agreement": agreement,
         "results": results,
     }
     out = Path(args.out)
@@ -109,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     if report["oracle_gain_share"] is not None:
         md += [f"The policy recovers **{100 * report['oracle_gain_share']:.1f}%** of the oracle's PSNR gain over the input "
                f"(the oracle reads the clean image and searches every sequence of up to {config.oracle_depth} tools).", ""]
+    md += [f"Judge agreement on the policy's own held-out steps: of {agreement['judge_up']} steps the judge scored as gains, "
+           f"{agreement['judge_up_and_psnr_up']} raised PSNR ({100 * agreement['share']:.0f} %); {agreement['steps']} steps in all.", ""]
     if train:
         md += [f"Default policy training: {train['updates']} updates in {train['seconds'] / 60:.1f} min (sum of the logged update times).", ""]
     tables = (Path(args.work) / "results.md").read_text().split("\n", 2)[2]

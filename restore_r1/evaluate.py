@@ -63,6 +63,8 @@ class EvalConfig:
         images: folder of clean images, or None for the bundled held-out photos.
         policy: policy folder or registry URI (None: the default policy).
         judge: judge name used by ``exploration`` and for the scores of ``policy``.
+        tools: the tools every method may use (None: the policy's own tools when ``policy`` is
+            evaluated, else every available tool), so that all methods compare on one tool set.
         grid_cases: cases shown in the qualitative grid (first pair of each).
     """
 
@@ -77,6 +79,7 @@ class EvalConfig:
     images: str | None = None
     policy: str | None = None
     judge: str = "default"
+    tools: list[str] | None = None
     grid_cases: list[int] = field(default_factory=lambda: [5, 11, 15])
 
     def __post_init__(self) -> None:
@@ -138,13 +141,18 @@ class _Methods:
         from restore_r1.tools import get_tool
 
         self.config = config
-        self.tools = available_tool_map()
         self.judge = create_judge(config.judge)
         self.agent = None
         if "policy" in config.methods:
             from restore_r1.agent.inference import Agent
 
             self.agent = Agent.load(config.policy, judge=self.judge)
+        if config.tools:
+            self.tools = available_tool_map(list(config.tools))
+        elif self.agent is not None:
+            self.tools = dict(self.agent.tools)
+        else:
+            self.tools = available_tool_map()
         types = {name: get_tool(name).degradation for name in self.tools}
         from restore_r1.agent.baselines import FIXED_PREFERRED
 
@@ -221,7 +229,7 @@ def evaluate(config: EvalConfig, out_dir: str | os.PathLike, progress: bool = Tr
     config_dict = asdict(config)
     if saved_config.is_file():
         previous = json.loads(saved_config.read_text())
-        keys = ("cases", "per_case", "seed", "crop", "images", "max_steps", "oracle_depth", "judge", "policy")
+        keys = ("cases", "per_case", "seed", "crop", "images", "max_steps", "oracle_depth", "judge", "policy", "tools")
         changed = [k for k in keys if previous.get(k) != config_dict.get(k)]
         if changed:
             raise ValueError(f"{out} holds an evaluation with other settings ({', '.join(changed)}); use another --out")

@@ -38,6 +38,7 @@ import numpy as np
 
 from restore_r1.encoders import STATS_FEATURES, degradation_stats
 from restore_r1.errors import RestoreR1Error
+from restore_r1.metrics import psnr as psnr_db
 from restore_r1.judges import upscale_to_min_side
 
 #: The calibration file shipped in the package and read by the ``calibrated`` judge.
@@ -108,12 +109,6 @@ def fast_ssim(img: np.ndarray, ref: np.ndarray) -> float:
     num = (2 * mx * my + SSIM_C1) * (2 * sxy + SSIM_C2)
     den = (mx * mx + my * my + SSIM_C1) * (sxx + syy + SSIM_C2)
     return float(np.mean(num / den))
-
-
-def psnr_db(img: np.ndarray, ref: np.ndarray) -> float:
-    """PSNR in dB of two uint8 images (inf when identical)."""
-    mse = float(np.mean((img.astype(np.float64) - ref.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
 
 
 def quality_target(img: np.ndarray, clean: np.ndarray) -> float:

@@ -53,6 +53,18 @@ from restore_r1.catalog import Catalogue
 from restore_r1.errors import ImageError, UnavailableError
 from restore_r1.images import check_rgb
 
+
+def psnr(img: np.ndarray, ref: np.ndarray) -> float:
+    """PSNR in dB of two uint8 images of one shape, over all channels (inf when identical).
+
+    The one PSNR of the package for plain arrays (baselines, judge fitting, the demo); the
+    ``psnr`` catalogue metric is pyiqa's, which the evaluation reports.
+    """
+    if img.shape != ref.shape:
+        raise ValueError(f"psnr: shapes differ, {img.shape} vs {ref.shape}")
+    mse = float(np.mean((img.astype(np.float64) - ref.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
 #: Where a weights file can live; see the module docstring.
 WEIGHT_LOCATIONS = ("pyiqa", "torch_checkpoints", "clip", "hf_hub", "package")
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from restore_r1.catalog import Catalogue
+from restore_r1.metrics import psnr
 
 ToolFn = Callable[[np.ndarray], np.ndarray]
 
@@ -130,12 +131,6 @@ def run_exploration(img: np.ndarray, *, tools: Mapping[str, ToolFn], judge, max_
         kept.append(candidates[best])
         scores.append(current_score)
     return MethodResult(image=current, tools=kept, tool_calls=calls, scores=scores)
-
-
-def psnr(img: np.ndarray, ref: np.ndarray) -> float:
-    """PSNR in dB of two uint8 images (inf when identical)."""
-    mse = float(np.mean((img.astype(np.float64) - ref.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
 
 
 def run_oracle(img: np.ndarray, *, tools: Mapping[str, ToolFn], clean: np.ndarray, oracle_depth: int = ORACLE_DEPTH, **_: object) -> MethodResult:

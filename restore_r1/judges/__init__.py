@@ -656,6 +656,18 @@ def _check_calibrated(path: str | None = None, **kwargs: Any) -> None:
         _metrics_check("piqe")()
 
 
+def _make_ranker(path: str | None = None, device: str = "cpu") -> Any:
+    from restore_r1.judges.ranker import RankerJudge
+
+    return RankerJudge(path=path, device=device)
+
+
+def _check_ranker(path: str | None = None, **kwargs: Any) -> None:
+    from restore_r1.judges.ranker import load_ranker
+
+    load_ranker(path)
+
+
 def _make_nr_offline(device: str = "cpu") -> WeightedJudge:
     makers = {"niqe": _make_niqe, "piqe": _make_piqe}
     return WeightedJudge([(makers[m](device=device), w) for m, w in NR_OFFLINE_WEIGHTS], name="nr_offline", device=device)
@@ -687,15 +699,16 @@ JUDGES.register("calibrated", JudgeEntry(
     "calibrated", "ridge model on no-reference stats features, calibrated offline to SSIM/PSNR on synthetic data of the training photos only",
     "Apache-2.0 (ours; coefficients in restore_r1/data/judges/calibrated.json)", needs_weights=False, offline=True, range=LEVEL_RANGE,
     factory=CalibratedJudge, check=_check_calibrated, requires=()))
+JUDGES.register("ranker", JudgeEntry(
+    "ranker", "learned no-reference ranker: an MLP over NSS, degradation and exposure features that predicts PSNR, fitted offline (make judge) on the corpus's training scenes",
+    "Apache-2.0 (ours; weights in restore_r1/data/judges/ranker.safetensors)", needs_weights=False, offline=True, range=LEVEL_RANGE,
+    factory=_make_ranker, check=_check_ranker, requires=()))
 
 #: The judge ``create_judge("default")`` builds: the offline catalogue judge that measures best
-#: on the HELD-OUT photos (coffee, rocket; bench/judges_bench.py --split heldout, results in
-#: bench/results/judges.md). ``calibrated`` (fitted on the training photos only): per-type mean
-#: Spearman ρ of ΔQ with ΔPSNR/ΔSSIM 0.57, pooled 0.61 / 0.64, selection 0.599, against piqe's
-#: 0.03, 0.10 / 0.16, 0.079; greedy judge-maximising exploration on 30 held-out 256-px images of
-#: all 15 cases restores to 17.64 dB PSNR with ``calibrated`` and 15.13 dB with ``piqe`` (input
-#: 16.70 dB). It is also the cheaper one (stats only, ~8–12 ms CPU per 256-px image).
-DEFAULT_JUDGE = "calibrated"
+#: on photos no judge was fitted on (the corpus's validation scenes and the bundled held-out
+#: photos; bench/judges_bench.py, results in bench/results/judges.md): ``ranker``, fitted on the
+#: corpus's training scenes only (make judge).
+DEFAULT_JUDGE = "ranker"
 DEFAULT_ALIAS = "default"
 
 
