@@ -8,7 +8,8 @@ STAMP := $(VENV)/.restore-r1-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 # GRPO settings of the shipped default policy (see `restore-r1 train --help`).
-DEFAULT_TRAIN_ARGS ?= --judge ranker --steps 100 --group 8 --batch-images 4 --lr 2e-3 --entropy-coef 0.02 --tool-cost 0.05 --seed 0
+DEFAULT_TOOLS := clahe,gamma_correction,constant_shift,nlm_denoise,dncnn6_denoise,jpeg_dct_deblock,jpeg_guided_deblock,dcp_dehaze,cap_dehaze,wiener_motion_deblur,rl_motion_deblur,wiener_defocus_deblur,rain_opening,rain_median
+DEFAULT_TRAIN_ARGS ?= --judge calibrated --tools $(DEFAULT_TOOLS) --steps 100 --group 8 --batch-images 4 --lr 2e-3 --entropy-coef 0.02 --tool-cost 0.05 --seed 0
 
 .PHONY: data judge default-policy venv demo test test-fast bench clean help promtool triton-venv serve serving-bench
 

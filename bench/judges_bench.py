@@ -31,7 +31,7 @@ from restore_r1 import DEGRADATION_TYPES
 from restore_r1.corpus import corpus_split_dir
 from restore_r1.images import atomic_write_bytes, list_images, write_image
 from restore_r1.judges import JUDGES, create_judge
-from restore_r1.judges.fit import FitConfig, build_groups, evaluate_scores
+from restore_r1.judges.fit import FIT_TOOLS, FitConfig, build_groups, evaluate_scores
 
 #: The offline judges compared (the catalogue's offline entries).
 JUDGE_NAMES = tuple(n for n, e in JUDGES.items() if e.offline)
@@ -52,7 +52,8 @@ def score_groups(groups, judge) -> list[np.ndarray]:
 
 
 def exploration(photos: list[Path], seed: int, judges: dict) -> dict:
-    """Greedy exploration per judge and the depth-2 PSNR oracle on one image per case."""
+    """Greedy exploration per judge and the depth-2 PSNR oracle on one image per case, with the
+    15 classic tools the judges' fits saw (the slow DnCNN tools are left out of the search)."""
     from restore_r1.agent.baselines import run_exploration, run_oracle
     from restore_r1.agent.inference import available_tool_map
     from restore_r1.degradations import CASES, apply_case
@@ -60,7 +61,7 @@ def exploration(photos: list[Path], seed: int, judges: dict) -> dict:
     from restore_r1.judges.fit import crop_at_scale
     from restore_r1.metrics import psnr
 
-    base = available_tool_map()
+    base = available_tool_map(list(FIT_TOOLS))
     memo: dict[tuple[str, str], np.ndarray] = {}
 
     def memoised(name, fn):
@@ -140,9 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--seed", type=int, default=1, help="seed of the groups (the fit used 0)")
     parser.add_argument("--mixed-per-photo", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="processes building the groups")
     args = parser.parse_args(argv)
     start = time.time()
-    cfg = FitConfig(seed=args.seed)
+    cfg = FitConfig(seed=args.seed, workers=args.workers)
     judges = {n: create_judge(n) for n in JUDGE_NAMES}
     val_dir = corpus_split_dir("val")
     val_photos = list_images(val_dir)

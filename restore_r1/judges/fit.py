@@ -316,8 +316,11 @@ def _cached_groups(cache: Path | None, name: str, key: dict, build: Callable[[],
         return build()
     path = cache / f"{name}.pkl"
     if path.is_file():
-        with open(path, "rb") as fh:
-            stored = pickle.load(fh)
+        try:
+            with open(path, "rb") as fh:
+                stored = pickle.load(fh)
+        except (pickle.UnpicklingError, AttributeError, EOFError, ImportError):
+            stored = {"key": None}  # written by another version: rebuild
         if stored["key"] == key:
             return stored["groups"]
     groups = build()
@@ -408,7 +411,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run the imported module's main, so that pickled groups name restore_r1.judges.fit, not __main__.
+    from restore_r1.judges.fit import main as _main
+
+    raise SystemExit(_main())
 
 
 __all__ = ["FitConfig", "Group", "build_group", "build_groups", "evaluate_ranker", "fit_default", "fit_ranker", "ranking_pairs", "JUDGE_FEATURE_DIM"]
