@@ -104,10 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--oracle-depth", type=int, default=2)
     parser.add_argument("--policy", default=None, help="default: the shipped policy")
     parser.add_argument("--work", default="runs/agent_bench", help="evaluation folder (resumable)")
+    parser.add_argument("--methods", default=None, help="comma list (default: all); runs into the same --work resume")
+    parser.add_argument("--tools", default=None, help="comma list of tools every method may use (default: the policy's)")
     args = parser.parse_args(argv)
 
+    extra = {"methods": args.methods.split(",")} if args.methods else {}
     config = EvalConfig(cases=parse_cases(args.cases), per_case=args.per_case, seed=args.seed, crop=args.crop,
-                        oracle_depth=args.oracle_depth, policy=args.policy)
+                        oracle_depth=args.oracle_depth, policy=args.policy, tools=args.tools.split(",") if args.tools else None, **extra)
     start = time.perf_counter()
     results = evaluate(config, args.work)
     wall = time.perf_counter() - start

@@ -35,6 +35,29 @@ class BatchFailures:
         return 1
 
 
+def image_batch(paths, targets, max_pixels, work) -> BatchFailures:
+    """Runs ``work(path, target, img)`` on each readable input; a failing item is reported and
+    the batch goes on. Two inputs that would write the same target are refused.
+
+    Returns:
+        The failures (call ``.report(len(paths))`` for the exit code).
+    """
+    from restore_r1.images import read_image
+
+    failures = BatchFailures()
+    used: set = set()
+    for path, target in zip(paths, targets, strict=True):
+        try:
+            img = read_image(path, max_pixels=max_pixels)
+            if target in used:
+                raise ValueError(f"another input already wrote {target}; rename one of them")
+            used.add(target)
+            work(path, target, img)
+        except Exception as exc:  # batch edge: report, go on with the next image
+            failures.add(str(path), exc)
+    return failures
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer ≥ 1."""
     return _int_at_least(text, 1)

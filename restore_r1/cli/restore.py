@@ -19,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-from restore_r1.cli.common import BatchFailures, add_output_arguments, expand_inputs, non_negative_int, output_targets
+from restore_r1.cli.common import add_output_arguments, expand_inputs, image_batch, non_negative_int, output_targets
 
 NAME = "restore"
 HELP = "restore images with the agent (default: the shipped policy)"
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from restore_r1.agent.inference import Agent
-    from restore_r1.images import read_image, write_image
+    from restore_r1.images import write_image
 
     if args.triton_url and args.policy:
         raise ValueError("--policy is for in-process restores; a Triton server's agent uses the policy of its model repository")
@@ -54,23 +54,15 @@ def run(args: argparse.Namespace) -> int:
         restore = lambda img: client.restore(img, max_steps=args.max_steps)  # noqa: E731
     else:
         restore = Agent.load(args.policy, judge=args.judge, max_steps=args.max_steps).restore
-    failures = BatchFailures()
-    used: set[Path] = set()
-    for path, target in zip(paths, targets, strict=True):
-        try:
-            img = read_image(path, max_pixels=args.max_pixels)
-            if target in used:
-                raise ValueError(f"another input already wrote {target}; rename one of them")
-            used.add(target)
-            result = restore(img)
-            write_image(target, result.image, overwrite=args.overwrite)
-        except Exception as exc:  # batch edge: report, go on with the next image
-            failures.add(str(path), exc)
-            continue
+    def work(path: Path, target: Path, img) -> None:
+        result = restore(img)
+        write_image(target, result.image, overwrite=args.overwrite)
         if args.json:
             print(json.dumps({"input": str(path), "output": str(target), "tools": result.tools, "scores": result.scores, "seconds": result.seconds}), flush=True)
         else:
             chain = " -> ".join(result.tools) or "(no tool)"
             scores = " -> ".join(f"{s:.3f}" for s in result.scores)
             print(f"{path}: {chain}; judge {scores}; {result.seconds:.2f} s -> {target}", flush=True)
+
+    failures = image_batch(paths, targets, args.max_pixels, work)
     return failures.report(len(paths))

@@ -20,7 +20,7 @@ import json
 import time
 from pathlib import Path
 
-from restore_r1.cli.common import BatchFailures, add_output_arguments, expand_inputs, output_targets
+from restore_r1.cli.common import add_output_arguments, expand_inputs, image_batch, output_targets
 
 NAME = "tools"
 HELP = "list the restoration tools (target, licence, whether they run here) or run one on images"
@@ -71,7 +71,7 @@ def list_catalogue(args: argparse.Namespace) -> int:
 
 def run_tool(args: argparse.Namespace) -> int:
     from restore_r1.errors import UnavailableError
-    from restore_r1.images import read_image, write_image
+    from restore_r1.images import write_image
     from restore_r1.tools import get_tool
 
     tool = get_tool(args.tool)  # unknown: KeyError with close matches -> one line, exit 2
@@ -80,23 +80,15 @@ def run_tool(args: argparse.Namespace) -> int:
         raise UnavailableError(f"tool {tool.name!r} is unavailable: {reason}")
     paths = expand_inputs(args.inputs)
     targets = output_targets(paths, args.out, overwrite=args.overwrite)
-    failures = BatchFailures()
-    used: set[Path] = set()
-    for path, target in zip(paths, targets, strict=True):
-        try:
-            img = read_image(path, max_pixels=args.max_pixels)
-            if target in used:
-                raise ValueError(f"another input already wrote {target}; rename one of them")
-            used.add(target)
-            start = time.perf_counter()
-            out = tool(img)
-            seconds = time.perf_counter() - start
-            write_image(target, out, overwrite=args.overwrite)
-        except Exception as exc:  # batch edge: report, go on with the next image
-            failures.add(str(path), exc)
-            continue
+    def work(path: Path, target: Path, img) -> None:
+        start = time.perf_counter()
+        out = tool(img)
+        seconds = time.perf_counter() - start
+        write_image(target, out, overwrite=args.overwrite)
         if args.json:
             print(json.dumps({"input": str(path), "output": str(target), "tool": tool.name, "seconds": seconds}), flush=True)
         else:
             print(f"{path}: {tool.name} {seconds:.3f} s -> {target}", flush=True)
+
+    failures = image_batch(paths, targets, args.max_pixels, work)
     return failures.report(len(paths))
