@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE := 1
 DEFAULT_TOOLS := clahe,gamma_correction,constant_shift,nlm_denoise,dncnn6_denoise,jpeg_dct_deblock,jpeg_guided_deblock,dcp_dehaze,cap_dehaze,wiener_motion_deblur,rl_motion_deblur,wiener_defocus_deblur,rain_opening,rain_median
 DEFAULT_TRAIN_ARGS ?= --judge calibrated --tools $(DEFAULT_TOOLS) --steps 100 --group 8 --batch-images 4 --lr 2e-3 --entropy-coef 0.02 --tool-cost 0.05 --seed 0
 
-.PHONY: data judge default-policy venv demo test test-fast bench clean help promtool triton-venv serve serving-bench
+.PHONY: lint data judge default-policy venv demo test test-fast bench clean help promtool triton-venv serve serving-bench
 
 help:
 	@echo "make demo   - create the environment if missing, then run the demo"
@@ -84,7 +84,12 @@ serving-bench: $(STAMP) $(TRITON_STAMP)
 demo: $(STAMP)
 	$(BIN)/restore-r1 demo --out demo_out
 
-test: $(STAMP) $(PROMTOOL) $(TRITON_STAMP)
+# ruff (lint + format, configured in pyproject.toml) first: style is never a review topic.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: $(STAMP) $(PROMTOOL) $(TRITON_STAMP) lint
 	$(BIN)/python -m pytest -q tests
 
 test-fast: $(STAMP) $(PROMTOOL)

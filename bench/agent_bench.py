@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from restore_r1.images import atomic_write_bytes
 from restore_r1.degradations import parse_cases
 from restore_r1.evaluate import EvalConfig, evaluate
+from restore_r1.images import atomic_write_bytes
 
 #: Where the default policy's training log is kept (committed beside the policy).
 TRAIN_LOG = Path(__file__).resolve().parent.parent / "restore_r1" / "data" / "default_policy" / "train_log.jsonl"
@@ -48,14 +48,22 @@ def check_targets(results: dict) -> list[dict]:
         worse = [s for s, r in results["settings"].items() if r["policy"]["psnr"] < r["input"]["psnr"] or r["policy"]["ssim"] < r["input"]["ssim"]]
         rows.append({"target": "policy not below input on mean PSNR or SSIM in any setting", "value": ", ".join(worse) or "none below", "met": not worse})
         cases = [c for c, r in results["cases"].items() if r["policy"]["psnr"] < r["input"]["psnr"]]
-        rows.append({"target": "policy below input PSNR in at most 2 of the 15 cases", "value": f"{len(cases)} ({', '.join(cases) or '-'})", "met": len(cases) <= 2})
+        rows.append(
+            {"target": "policy below input PSNR in at most 2 of the 15 cases", "value": f"{len(cases)} ({', '.join(cases) or '-'})", "met": len(cases) <= 2}
+        )
         per_deg = np.mean([r["policy"]["tool_calls"] / len(CASES[int(c)].degradations) for c, r in results["cases"].items()])
         rows.append({"target": "at most 1.5 tool calls per degradation present", "value": f"{per_deg:.2f}", "met": per_deg <= 1.5})
     if p and e:
         gap = p["psnr"] - e["psnr"]
         rows.append({"target": "policy PSNR within 0.3 dB of exploration (same judge)", "value": f"{gap:+.2f} dB", "met": gap >= -0.3})
         calls = p["tool_calls"] / e["tool_calls"] if e["tool_calls"] else float("inf")
-        rows.append({"target": "policy tool calls <= 1/10 of exploration's", "value": f"{p['tool_calls']:.2f} vs {e['tool_calls']:.2f} ({calls:.3f}×)", "met": calls <= 0.1})
+        rows.append(
+            {
+                "target": "policy tool calls <= 1/10 of exploration's",
+                "value": f"{p['tool_calls']:.2f} vs {e['tool_calls']:.2f} ({calls:.3f}×)",
+                "met": calls <= 0.1,
+            }
+        )
     return rows
 
 
@@ -82,8 +90,7 @@ def judge_agreement(config: EvalConfig, work: Path) -> dict:
                 judged_up += 1
                 both_up += psnr(out, pair.gt) > psnr(img, pair.gt)
             img = out
-    return {"steps": steps, "judge_up": judged_up, "judge_up_and_psnr_up": both_up,
-            "share": both_up / judged_up if judged_up else float("nan")}
+    return {"steps": steps, "judge_up": judged_up, "judge_up_and_psnr_up": both_up, "share": both_up / judged_up if judged_up else float("nan")}
 
 
 def training_time() -> dict | None:
@@ -109,8 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     extra = {"methods": args.methods.split(",")} if args.methods else {}
-    config = EvalConfig(cases=parse_cases(args.cases), per_case=args.per_case, seed=args.seed, crop=args.crop,
-                        oracle_depth=args.oracle_depth, policy=args.policy, tools=args.tools.split(",") if args.tools else None, **extra)
+    config = EvalConfig(
+        cases=parse_cases(args.cases),
+        per_case=args.per_case,
+        seed=args.seed,
+        crop=args.crop,
+        oracle_depth=args.oracle_depth,
+        policy=args.policy,
+        tools=args.tools.split(",") if args.tools else None,
+        **extra,
+    )
     start = time.perf_counter()
     results = evaluate(config, args.work)
     wall = time.perf_counter() - start
@@ -147,10 +162,16 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     if report["oracle_gain_share"] is not None:
-        md += [f"The policy recovers **{100 * report['oracle_gain_share']:.1f}%** of the oracle's PSNR gain over the input "
-               f"(the oracle reads the clean image and searches every sequence of up to {config.oracle_depth} tools).", ""]
-    md += [f"Judge agreement on the policy's own held-out steps: of {agreement['judge_up']} steps the judge scored as gains, "
-           f"{agreement['judge_up_and_psnr_up']} raised PSNR ({100 * agreement['share']:.0f} %); {agreement['steps']} steps in all.", ""]
+        md += [
+            f"The policy recovers **{100 * report['oracle_gain_share']:.1f}%** of the oracle's PSNR gain over the input "
+            f"(the oracle reads the clean image and searches every sequence of up to {config.oracle_depth} tools).",
+            "",
+        ]
+    md += [
+        f"Judge agreement on the policy's own held-out steps: of {agreement['judge_up']} steps the judge scored as gains, "
+        f"{agreement['judge_up_and_psnr_up']} raised PSNR ({100 * agreement['share']:.0f} %); {agreement['steps']} steps in all.",
+        "",
+    ]
     if train:
         md += [f"Default policy training: {train['updates']} updates in {train['seconds'] / 60:.1f} min (sum of the logged update times).", ""]
     tables = (Path(args.work) / "results.md").read_text().split("\n", 2)[2]

@@ -41,8 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     start = time.time()
     cset = build_calibration_set(
-        crops_256=args.crops_256, crops_512=args.crops_512, cases_512=args.cases_512, tools_per_image=args.tools_per_image,
-        sequences_per_image=args.sequences_per_image, tools_on_clean=args.tools_on_clean, seed=args.seed,
+        crops_256=args.crops_256,
+        crops_512=args.crops_512,
+        cases_512=args.cases_512,
+        tools_per_image=args.tools_per_image,
+        sequences_per_image=args.sequences_per_image,
+        tools_on_clean=args.tools_on_clean,
+        seed=args.seed,
         progress=lambda m: sys.stderr.write(m + "\n"),
     )
     model, cv = fit_calibration(cset)
@@ -53,15 +58,20 @@ def main(argv: list[str] | None = None) -> int:
         "data": cset.description,
         "no_reference": "at use time the judge sees only the image; the clean crops were used offline, for the target only",
         "selected": model.meta["selected"],
-        "cv": {"folds": model.meta["cv_folds"], "score": "mean over leave-one-scene-out folds of (ρ(score, target) + ρ(step ΔQ, step Δtarget)) / 2",
-               "best": cv[:CV_ROWS_KEPT]},
+        "cv": {
+            "folds": model.meta["cv_folds"],
+            "score": "mean over leave-one-scene-out folds of (ρ(score, target) + ρ(step ΔQ, step Δtarget)) / 2",
+            "best": cv[:CV_ROWS_KEPT],
+        },
         "seconds": round(time.time() - start, 1),
         "python": platform.python_version(),
     }
     out = save_calibration(model, Path(args.out))
     best = model.meta["selected"]
-    sys.stdout.write(f"{len(cset.y)} rows; selected {best['expansion']} ridge alpha={best['alpha']:g} delta_weight={best['delta_weight']:g} "
-                     f"piqe={best['piqe']}: CV ρ {best['rho']:.3f}, step ρ {best['step_rho']:.3f}; {model.meta['seconds']} s -> {out}\n")
+    sys.stdout.write(
+        f"{len(cset.y)} rows; selected {best['expansion']} ridge alpha={best['alpha']:g} delta_weight={best['delta_weight']:g} "
+        f"piqe={best['piqe']}: CV ρ {best['rho']:.3f}, step ρ {best['step_rho']:.3f}; {model.meta['seconds']} s -> {out}\n"
+    )
     return 0
 
 

@@ -170,8 +170,14 @@ def convert(wheel: Path, out: Path, variants: tuple[str, ...] = SHIPPED_VARIANTS
         files[name] = {"variant": variant, "sha256": sha256_bytes(blob), "bytes": len(blob)}
     (out / DNCNN_LICENCE_FILE).write_text(read_wheel_licence(wheel))
     index = {
-        "source": {"package": "scico", "version": SCICO_VERSION, "wheel": wheel.name, "wheel_sha256": wheel_sha,
-                   "url": "https://pypi.org/project/scico/", "licence": "BSD-3-Clause (see " + DNCNN_LICENCE_FILE + ")"},
+        "source": {
+            "package": "scico",
+            "version": SCICO_VERSION,
+            "wheel": wheel.name,
+            "wheel_sha256": wheel_sha,
+            "url": "https://pypi.org/project/scico/",
+            "licence": "BSD-3-Clause (see " + DNCNN_LICENCE_FILE + ")",
+        },
         "format": "safetensors, float32 flax variables under their /-joined tree paths (kernels H×W×in×out)",
         "command": "make dncnn-weights (python bench/convert_dncnn.py --wheel " + wheel.name + " --variants " + " ".join(variants) + ")",
         "files": files,

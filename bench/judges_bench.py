@@ -70,6 +70,7 @@ def exploration(photos: list[Path], seed: int, judges: dict) -> dict:
             if key not in memo:
                 memo[key] = fn(img)
             return memo[key]
+
         return run
 
     tools = {n: memoised(n, f) for n, f in base.items()}
@@ -106,7 +107,7 @@ def markdown(result: dict) -> str:
     lines = [
         "# Offline judges: do they tell better from worse?",
         "",
-        f"Command: `python bench/judges_bench.py --out bench/results`  ",
+        "Command: `python bench/judges_bench.py --out bench/results`  ",
         f"Date: {result['date']}  ",
         f"Machine: {result['machine']}; {result['seconds']:.0f} s",
         "",
@@ -116,23 +117,39 @@ def markdown(result: dict) -> str:
         "",
     ]
     for where in ("val", "heldout"):
-        lines += [f"## {'Validation scenes' if where == 'val' else 'Bundled held-out photos'}", "",
-                  "| judge | pairwise accuracy (pairs) | " + " | ".join(f"ρ {t}" for t in DEGRADATION_TYPES) + " | mean ρ | one-step recovery |",
-                  "|---|---|" + "---|" * (len(DEGRADATION_TYPES) + 2)]
+        lines += [
+            f"## {'Validation scenes' if where == 'val' else 'Bundled held-out photos'}",
+            "",
+            "| judge | pairwise accuracy (pairs) | " + " | ".join(f"ρ {t}" for t in DEGRADATION_TYPES) + " | mean ρ | one-step recovery |",
+            "|---|---|" + "---|" * (len(DEGRADATION_TYPES) + 2),
+        ]
         for name, r in result[where].items():
             rho = [r["single"]["rho_psnr"].get(t, float("nan")) for t in DEGRADATION_TYPES]
-            lines.append(f"| `{name}` | {r['mixed']['pairwise_accuracy']:.3f} ({r['mixed']['pairs']}) | " + " | ".join(fmt(v) for v in rho)
-                         + f" | {fmt(float(np.nanmean(rho)))} | {r['mixed']['one_step_recovery']:.2f} |")
+            lines.append(
+                f"| `{name}` | {r['mixed']['pairwise_accuracy']:.3f} ({r['mixed']['pairs']}) | "
+                + " | ".join(fmt(v) for v in rho)
+                + f" | {fmt(float(np.nanmean(rho)))} | {r['mixed']['one_step_recovery']:.2f} |"
+            )
         lines.append("")
     e = result["exploration"]
-    lines += ["## Greedy exploration against the oracle (validation scenes, one 256-px image per case)", "",
-              "| method | PSNR | share of the oracle's gain | images below input | mean steps |", "|---|---|---|---|---|",
-              f"| input | {e['mean']['input']:.2f} | – | – | 0 |"]
+    lines += [
+        "## Greedy exploration against the oracle (validation scenes, one 256-px image per case)",
+        "",
+        "| method | PSNR | share of the oracle's gain | images below input | mean steps |",
+        "|---|---|---|---|---|",
+        f"| input | {e['mean']['input']:.2f} | – | – | 0 |",
+    ]
     for n in e["recovery"]:
-        lines.append(f"| exploration with `{n}` | {e['mean'][n]:.2f} | {100 * e['recovery'][n]:.1f} % | {e['below_input'][n]} / {len(e['rows'])} | {e['mean_steps'][n]:.1f} |")
-    lines += [f"| oracle (PSNR, ≤ 2 tools) | {e['mean']['oracle']:.2f} | 100 % | – | – |", "",
-              "Pairwise accuracy and one-step recovery come from the mixed groups; ρ from the single-degradation groups.",
-              "BRISQUE with the `brisque` package's LIVE SVR was not measured (not installed in this environment).", ""]
+        lines.append(
+            f"| exploration with `{n}` | {e['mean'][n]:.2f} | {100 * e['recovery'][n]:.1f} % | {e['below_input'][n]} / {len(e['rows'])} | {e['mean_steps'][n]:.1f} |"
+        )
+    lines += [
+        f"| oracle (PSNR, ≤ 2 tools) | {e['mean']['oracle']:.2f} | 100 % | – | – |",
+        "",
+        "Pairwise accuracy and one-step recovery come from the mixed groups; ρ from the single-degradation groups.",
+        "BRISQUE with the `brisque` package's LIVE SVR was not measured (not installed in this environment).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -148,17 +165,22 @@ def main(argv: list[str] | None = None) -> int:
     judges = {n: create_judge(n) for n in JUDGE_NAMES}
     val_dir = corpus_split_dir("val")
     val_photos = list_images(val_dir)
-    result: dict = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                    "machine": f"{platform.platform()}, {__import__('os').cpu_count()} CPUs",
-                    "val_scenes": [p.stem for p in val_photos], "judges": list(JUDGE_NAMES)}
+    result: dict = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.platform()}, {__import__('os').cpu_count()} CPUs",
+        "val_scenes": [p.stem for p in val_photos],
+        "judges": list(JUDGE_NAMES),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for where, photos in (("val", val_photos), ("heldout", list_images(heldout_folder(Path(tmp))))):
             single = build_groups(photos, cfg, "single", per_photo=1, keep_images=True, progress=print)
             mixed = build_groups(photos, cfg, "mixed", per_photo=args.mixed_per_photo, keep_images=True, progress=print)
             result[where] = {}
             for name, judge in judges.items():
-                result[where][name] = {"single": evaluate_scores(score_groups(single, judge), single),
-                                       "mixed": evaluate_scores(score_groups(mixed, judge), mixed)}
+                result[where][name] = {
+                    "single": evaluate_scores(score_groups(single, judge), single),
+                    "mixed": evaluate_scores(score_groups(mixed, judge), mixed),
+                }
                 print(where, name, f"{result[where][name]['mixed']['pairwise_accuracy']:.3f}", flush=True)
     result["exploration"] = exploration(val_photos, args.seed, {n: judges[n] for n in EXPLORATION_JUDGES})
     result["seconds"] = time.time() - start

@@ -51,8 +51,11 @@ def images(size: int, n: int) -> list[np.ndarray]:
     out = []
     for i in range(n):
         img = clean[i % len(clean)]
-        crop = np.ascontiguousarray(img[:size, :size]) if min(img.shape[:2]) >= size else np.ascontiguousarray(
-            np.pad(img, ((0, max(0, size - img.shape[0])), (0, max(0, size - img.shape[1])), (0, 0)), mode="reflect")[:size, :size])
+        crop = (
+            np.ascontiguousarray(img[:size, :size])
+            if min(img.shape[:2]) >= size
+            else np.ascontiguousarray(np.pad(img, ((0, max(0, size - img.shape[0])), (0, max(0, size - img.shape[1])), (0, 0)), mode="reflect")[:size, :size])
+        )
         case = list(CASES)[i % len(CASES)]
         out.append(apply_case(case, crop, np.random.default_rng(i))[0])
     return out
@@ -81,8 +84,13 @@ def run_cell(restore_factory, imgs: list[np.ndarray], clients: int) -> dict:
         list(pool.map(worker, shards))
     wall = time.perf_counter() - start
     return {
-        "requests": len(imgs), "clients": clients, "wall_s": wall, "throughput_rps": len(imgs) / wall,
-        "p50_s": percentile(latencies, 50), "p95_s": percentile(latencies, 95), "mean_steps": statistics.mean(steps),
+        "requests": len(imgs),
+        "clients": clients,
+        "wall_s": wall,
+        "throughput_rps": len(imgs) / wall,
+        "p50_s": percentile(latencies, 50),
+        "p95_s": percentile(latencies, 95),
+        "mean_steps": statistics.mean(steps),
     }
 
 
@@ -100,6 +108,7 @@ def bench_server(repo: Path, cells: list[tuple[int, int]], imgs_by_size: dict, l
         with ThreadPoolExecutor(WARMUP_CLIENTS) as pool:
             list(pool.map(warm, range(WARMUP_CLIENTS)))
         for size, clients in cells:
+
             def factory(url=server.grpc_url):
                 return TritonAgentClient(url, protocol="grpc").restore
 
@@ -125,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             policy_note = f"policy {policy_dir}"
         else:
             policy_dir = make_random_policy(work / "policy")
-            policy_note = ("random stats-encoder policy over 8 fast tools, max 3 steps "
-                           "(restore_r1.serving.testing.make_random_policy; plans are arbitrary, cost is realistic)")
+            policy_note = (
+                "random stats-encoder policy over 8 fast tools, max 3 steps "
+                "(restore_r1.serving.testing.make_random_policy; plans are arbitrary, cost is realistic)"
+            )
         imgs_by_size = {size: images(size, args.requests) for size in SIZES}
         cells = [(s, c) for s in SIZES for c in CONCURRENCY]
         results: dict[str, dict] = {}
@@ -176,8 +187,10 @@ def write_results(out: Path, results: dict, requests: int, policy_note: str) -> 
     lines += [f"{k.replace('_', ' ').capitalize()}: {v}  " for k, v in meta.items()]
     lines += ["", "| mode | image | clients | requests | req/s | p50 s | p95 s | mean tool calls |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['mode']} | {r['size']}² | {r['clients']} | {r['requests']} | {r['throughput_rps']:.2f} | "
-                     f"{r['p50_s']:.3f} | {r['p95_s']:.3f} | {r['mean_steps']:.2f} |")
+        lines.append(
+            f"| {r['mode']} | {r['size']}² | {r['clients']} | {r['requests']} | {r['throughput_rps']:.2f} | "
+            f"{r['p50_s']:.3f} | {r['p95_s']:.3f} | {r['mean_steps']:.2f} |"
+        )
     (out / "serving.md").write_text("\n".join(lines) + "\n")
 
 

@@ -74,18 +74,30 @@ def run(size: int, n: int, seed: int) -> dict:
             effects[d] = {"dpsnr": float(np.mean(dpsnr)), "dpsnr_min": float(np.min(dpsnr)), "dssim": float(np.mean(dssim))}
         own = effects[tool.degradation]
         sec = float(np.median(seconds))
-        tools.append({
-            "name": tool.name, "degradation": tool.degradation, "paper": tool.paper, "backend": tool.backend,
-            "seconds_per_image": sec, "own": own, "effects": effects,
-            "dpsnr_per_second": own["dpsnr"] / max(sec, 1e-4),
-        })
+        tools.append(
+            {
+                "name": tool.name,
+                "degradation": tool.degradation,
+                "paper": tool.paper,
+                "backend": tool.backend,
+                "seconds_per_image": sec,
+                "own": own,
+                "effects": effects,
+                "dpsnr_per_second": own["dpsnr"] / max(sec, 1e-4),
+            }
+        )
     return {"baseline": {d: {"psnr": v[0], "ssim": v[1]} for d, v in baseline.items()}, "tools": tools}
 
 
 def machine() -> dict:
     return {
-        "python": platform.python_version(), "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(), "threads": cv2.getNumThreads(), "numpy": np.__version__, "opencv": cv2.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "threads": cv2.getNumThreads(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
     }
 
 
@@ -153,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(), "photos": list(PHOTOS), "size": args.size, "n": args.n, "seed": args.seed,
+        "machine": machine(),
+        "photos": list(PHOTOS),
+        "size": args.size,
+        "n": args.n,
+        "seed": args.seed,
         "results": results,
     }
     args.out.mkdir(parents=True, exist_ok=True)

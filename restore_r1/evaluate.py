@@ -42,8 +42,15 @@ RECORDS_FILE = "records.jsonl"
 SETTINGS: tuple[str, ...] = ("I", "II", "III", "IV")
 #: Column titles used in the Markdown tables.
 METRIC_TITLES = {
-    "psnr": "PSNR↑", "ssim": "SSIM↑", "lpips": "LPIPS↓", "maniqa": "MANIQA↑", "clipiqa": "CLIP-IQA↑",
-    "musiq": "MUSIQ↑", "deqa": "DeQA↑", "niqe": "NIQE↓", "piqe": "PIQE↓",
+    "psnr": "PSNR↑",
+    "ssim": "SSIM↑",
+    "lpips": "LPIPS↓",
+    "maniqa": "MANIQA↑",
+    "clipiqa": "CLIP-IQA↑",
+    "musiq": "MUSIQ↑",
+    "deqa": "DeQA↑",
+    "niqe": "NIQE↓",
+    "piqe": "PIQE↓",
 }
 
 
@@ -165,8 +172,15 @@ class _Methods:
             res = self.agent.restore(pair.lq)
             return MethodResult(image=res.image, tools=res.tools, tool_calls=len(res.tools), scores=res.scores, seconds=res.seconds)
         return timed(
-            BASELINES.get(method), pair.lq, tools=self.tools, judge=self.judge, rng=rng, clean=pair.gt,
-            max_steps=self.config.max_steps, oracle_depth=self.config.oracle_depth, sequence=self.fixed,
+            BASELINES.get(method),
+            pair.lq,
+            tools=self.tools,
+            judge=self.judge,
+            rng=rng,
+            clean=pair.gt,
+            max_steps=self.config.max_steps,
+            oracle_depth=self.config.oracle_depth,
+            sequence=self.fixed,
         )
 
 
@@ -244,15 +258,30 @@ def evaluate(config: EvalConfig, out_dir: str | os.PathLike, progress: bool = Tr
     scorer = _Scorer(config.metrics)
     methods = _Methods(config) if todo else None
     grid_ids = {next((p.id for p in pairs if p.case == c), None) for c in config.grid_cases}
-    with tqdm(total=len(pairs) * len(config.methods), initial=len(pairs) * len(config.methods) - len(todo),
-              desc="evaluate", unit="run", file=sys.stderr, disable=not progress) as bar, open(records_path, "a") as fh:
+    with (
+        tqdm(
+            total=len(pairs) * len(config.methods),
+            initial=len(pairs) * len(config.methods) - len(todo),
+            desc="evaluate",
+            unit="run",
+            file=sys.stderr,
+            disable=not progress,
+        ) as bar,
+        open(records_path, "a") as fh,
+    ):
         for pair, method in todo:
             bar.set_postfix(case=pair.case, method=method)
             res = methods.run(method, pair, _method_rng(config.seed, pair.id, method))
             record = {
-                "id": pair.id, "case": pair.case, "setting": pair.setting, "method": method,
-                "tools": list(res.tools), "tool_calls": int(res.tool_calls), "seconds": float(res.seconds),
-                "judge_scores": [float(s) for s in res.scores], "metrics": scorer(res.image, pair.gt),
+                "id": pair.id,
+                "case": pair.case,
+                "setting": pair.setting,
+                "method": method,
+                "tools": list(res.tools),
+                "tool_calls": int(res.tool_calls),
+                "seconds": float(res.seconds),
+                "judge_scores": [float(s) for s in res.scores],
+                "metrics": scorer(res.image, pair.gt),
             }
             if pair.id in grid_ids:
                 write_image(out / "images" / pair.id / f"{method}.png", res.image)

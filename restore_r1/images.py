@@ -125,8 +125,7 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
                     width, height = im.size
                     if width * height > limit:
                         raise ImageError(
-                            f"{path}: {width}×{height} = {width * height} pixels exceeds the limit of "
-                            f"{limit} (set --max-pixels or ${MAX_PIXELS_ENV})"
+                            f"{path}: {width}×{height} = {width * height} pixels exceeds the limit of {limit} (set --max-pixels or ${MAX_PIXELS_ENV})"
                         )
                     if min(width, height) < MIN_SIDE:
                         raise ImageError(f"{path}: {width}×{height} is smaller than {MIN_SIDE}×{MIN_SIDE}")

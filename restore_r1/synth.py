@@ -214,18 +214,14 @@ def _remove_stale_temporaries(folder: Path) -> None:
 
 def _folder_sources(images_dir: Path, depth_dir: Path | None, summary: SynthSummary) -> list[_Source]:
     paths = list_images(images_dir)
-    summary.ignored = sorted(
-        p.name for p in images_dir.iterdir() if p.is_file() and p not in set(paths) and not p.name.startswith(".")
-    )
+    summary.ignored = sorted(p.name for p in images_dir.iterdir() if p.is_file() and p not in set(paths) and not p.name.startswith("."))
     if not paths:
         raise ValueError(f"{images_dir}: no image files ({', '.join(IMAGE_SUFFIXES)})")
     sources: list[_Source] = []
     seen: dict[str, str] = {}
     for path in paths:
         if path.stem in seen:
-            summary.failures.append(
-                (path.name, f"{path.name}: same name stem as {seen[path.stem]}; pair ids would clash, rename one")
-            )
+            summary.failures.append((path.name, f"{path.name}: same name stem as {seen[path.stem]}; pair ids would clash, rename one"))
             continue
         seen[path.stem] = path.name
         depth_path = find_depth(depth_dir, path.stem) if depth_dir is not None else None
@@ -234,10 +230,7 @@ def _folder_sources(images_dir: Path, depth_dir: Path | None, summary: SynthSumm
 
 
 def _bundled_sources(split: str, depth_dir: Path | None) -> list[_Source]:
-    return [
-        _Source(name, name, (lambda n=name: load_clean(n)), find_depth(depth_dir, name) if depth_dir is not None else None)
-        for name in split_names(split)
-    ]
+    return [_Source(name, name, (lambda n=name: load_clean(n)), find_depth(depth_dir, name) if depth_dir is not None else None) for name in split_names(split)]
 
 
 def _check_compatible(records: Iterable[dict[str, Any]], seed: int, crop: int | None, out_dir: Path) -> None:

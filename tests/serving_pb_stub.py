@@ -125,8 +125,16 @@ class MetricFamily:
 def install() -> types.ModuleType:
     """Puts the stub in ``sys.modules['triton_python_backend_utils']`` and returns it."""
     module = types.ModuleType("triton_python_backend_utils")
-    for name in ("Tensor", "TritonError", "InferenceResponse", "InferenceRequest", "get_input_tensor_by_name",
-                 "get_output_tensor_by_name", "MetricFamily", "Metric"):
+    for name in (
+        "Tensor",
+        "TritonError",
+        "InferenceResponse",
+        "InferenceRequest",
+        "get_input_tensor_by_name",
+        "get_output_tensor_by_name",
+        "MetricFamily",
+        "Metric",
+    ):
         setattr(module, name, globals()[name])
     module.BLS_MODELS = BLS_MODELS
     module.Request = Request
@@ -142,5 +150,11 @@ def model_args(model_dir: Path, config_name: str = "cpu") -> dict:
     path = model_dir / "configs" / f"{config_name}.pbtxt" if config_name else model_dir / "config.pbtxt"
     config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
     as_json = json.dumps(json_format.MessageToDict(config, preserving_proto_field_name=True))
-    return {"model_config": as_json, "model_repository": str(model_dir), "model_version": "1",
-            "model_name": config.name, "model_instance_kind": "CPU", "model_instance_name": f"{config.name}_0"}
+    return {
+        "model_config": as_json,
+        "model_repository": str(model_dir),
+        "model_version": "1",
+        "model_name": config.name,
+        "model_instance_kind": "CPU",
+        "model_instance_name": f"{config.name}_0",
+    }

@@ -25,10 +25,30 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("agent")
     data, run = root / "data", root / "run"
     assert main(["synth", "--split", "train", "--out", str(data), "--cases", "1,4", "--crop", "128", "--no-progress"]) == 0
-    code = main([
-        "train", "--data", str(data), "--out", str(run), "--tools", TOOLS, "--steps", "2", "--group", "2",
-        "--batch-images", "2", "--max-steps", "2", "--checkpoint-every", "1", "--judge", "piqe", "--no-progress",
-    ])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(run),
+            "--tools",
+            TOOLS,
+            "--steps",
+            "2",
+            "--group",
+            "2",
+            "--batch-images",
+            "2",
+            "--max-steps",
+            "2",
+            "--checkpoint-every",
+            "1",
+            "--judge",
+            "piqe",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     return data, run / "policy"
 
@@ -52,8 +72,28 @@ def test_train_reads_only_degraded_images(trained, tmp_path):
     copy = tmp_path / "data"
     shutil.copytree(data, copy)
     shutil.rmtree(copy / "gt")
-    code = main(["train", "--data", str(copy), "--out", str(tmp_path / "run"), "--tools", TOOLS, "--steps", "1",
-                 "--group", "2", "--batch-images", "1", "--max-steps", "2", "--judge", "piqe", "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(copy),
+            "--out",
+            str(tmp_path / "run"),
+            "--tools",
+            TOOLS,
+            "--steps",
+            "1",
+            "--group",
+            "2",
+            "--batch-images",
+            "1",
+            "--max-steps",
+            "2",
+            "--judge",
+            "piqe",
+            "--no-progress",
+        ]
+    )
     assert code == 0
 
 
@@ -127,9 +167,32 @@ def test_resolve_policy_env_and_missing(tmp_path, monkeypatch, trained):
 def test_evaluate_writes_tables_and_resumes(trained, tmp_path, capsys):
     _, policy = trained
     out = tmp_path / "eval"
-    args = ["evaluate", "--cases", "1,5", "--per-case", "1", "--crop", "96", "--seed", "3", "--policy", str(policy),
-            "--methods", "input,random,fixed,exploration,oracle,policy", "--metrics", "psnr,ssim,lpips,piqe",
-            "--max-steps", "2", "--oracle-depth", "1", "--judge", "piqe", "--out", str(out), "--no-progress"]
+    args = [
+        "evaluate",
+        "--cases",
+        "1,5",
+        "--per-case",
+        "1",
+        "--crop",
+        "96",
+        "--seed",
+        "3",
+        "--policy",
+        str(policy),
+        "--methods",
+        "input,random,fixed,exploration,oracle,policy",
+        "--metrics",
+        "psnr,ssim,lpips,piqe",
+        "--max-steps",
+        "2",
+        "--oracle-depth",
+        "1",
+        "--judge",
+        "piqe",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
     assert set(results["summary"]) == {"input", "random", "fixed", "exploration", "oracle", "policy"}

@@ -32,11 +32,9 @@ def test_promtool_cases_fail_when_a_threshold_moves(tmp_path):
 
 def test_every_alert_has_a_firing_case(gpu_rule):
     cases = yaml.safe_load(chart.RULE_TESTS.read_text())
-    fired = {t["alertname"] for group in cases["tests"] for t in group.get("alert_rule_test", [])
-             if t.get("exp_alerts")}
+    fired = {t["alertname"] for group in cases["tests"] for t in group.get("alert_rule_test", []) if t.get("exp_alerts")}
     assert _alerts(gpu_rule) == fired
-    assert {"RestoreR1QueueTimeHigh", "RestoreR1InferenceFailures", "RestoreR1GpuMemoryNearLimit",
-            "RestoreR1NoReadyReplica"} <= _alerts(gpu_rule)
+    assert {"RestoreR1QueueTimeHigh", "RestoreR1InferenceFailures", "RestoreR1GpuMemoryNearLimit", "RestoreR1NoReadyReplica"} <= _alerts(gpu_rule)
 
 
 def test_every_alert_has_severity_and_text(gpu_rule):

@@ -83,10 +83,13 @@ def test_gpu_scheduling_from_values(rendered):
 
 
 def test_gpu_count_and_custom_scheduling_override():
-    objects = chart.render({"gpu": {"enabled": True, "count": 2},
-                            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml",
-                                             "effect": "NoSchedule"}],
-                            "nodeSelector": {"pool": "a100"}})
+    objects = chart.render(
+        {
+            "gpu": {"enabled": True, "count": 2},
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
+            "nodeSelector": {"pool": "a100"},
+        }
+    )
     pod, triton = _triton(objects)
     assert triton["resources"]["limits"][GPU] == 2
     assert triton["resources"]["limits"]["memory"] == "16Gi"
@@ -119,8 +122,7 @@ def test_servicemonitor_scrapes_the_metrics_port(rendered, which):
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
-    selected = [s for s in chart.by_kind(objects, "Service")
-                if monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()]
+    selected = [s for s in chart.by_kind(objects, "Service") if monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()]
     assert [s["metadata"]["name"] for s in selected] == ["restore-r1-metrics"]
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [chart.TEST_NAMESPACE]}
     if which != "default":
@@ -199,24 +201,27 @@ def test_gpu_alert_only_with_gpus(rendered):
     assert "RestoreR1GpuMemoryNearLimit" not in alerts("cpu")
 
 
-@pytest.mark.parametrize("bad", [
-    {"gpu": {"enabled": True, "count": 0}},
-    {"modelRepository": {"source": "gcs"}},
-    {"modelRepository": {"source": "s3", "s3": {"uri": "https://bucket/x"}}},
-    {"service": {"httpPort": 70000}},
-    {"prometheusRule": {"failureRatio": 2}},
-    {"triton": {"extraArgs": ["model-repository=/x"]}},
-    {"replicas": 3},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"gpu": {"enabled": True, "count": 0}},
+        {"modelRepository": {"source": "gcs"}},
+        {"modelRepository": {"source": "s3", "s3": {"uri": "https://bucket/x"}}},
+        {"service": {"httpPort": 70000}},
+        {"prometheusRule": {"failureRatio": 2}},
+        {"triton": {"extraArgs": ["model-repository=/x"]}},
+        {"replicas": 3},
+    ],
+)
 def test_values_schema_rejects_bad_values(bad):
     with pytest.raises(chart.ChartError):
         chart.render(bad)
 
 
 def test_policy_from_the_registry_uses_the_s3_secret():
-    objects = chart.render({"modelRepository": {"source": "pvc"},
-                            "policy": {"uri": "registry://restore-r1@production",
-                                       "registry": "s3://restore-r1-registry/registry"}})
+    objects = chart.render(
+        {"modelRepository": {"source": "pvc"}, "policy": {"uri": "registry://restore-r1@production", "registry": "s3://restore-r1-registry/registry"}}
+    )
     _, triton = _triton(objects)
     env = {e["name"]: e for e in triton["env"]}
     assert env["RESTORE_R1_POLICY"]["value"] == "registry://restore-r1@production"

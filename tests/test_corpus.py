@@ -24,9 +24,7 @@ def _photo(seed: int) -> np.ndarray:
 def _build_deb(tmp: Path, package: str, files: dict[str, np.ndarray]) -> Path:
     root = tmp / f"{package}-root"
     (root / "DEBIAN").mkdir(parents=True)
-    (root / "DEBIAN" / "control").write_text(
-        f"Package: {package}\nVersion: 1.2-3\nArchitecture: all\nMaintainer: t <t@example.org>\nDescription: test\n"
-    )
+    (root / "DEBIAN" / "control").write_text(f"Package: {package}\nVersion: 1.2-3\nArchitecture: all\nMaintainer: t <t@example.org>\nDescription: test\n")
     for rel, img in files.items():
         write_image(root / rel, img)
     deb = tmp / f"{package}_1.2-3_all.deb"

@@ -29,7 +29,8 @@ def _used_names(board: dict) -> set[str]:
 
 def test_committed_dashboard_is_generated():
     assert DASHBOARD_FILE.read_text() == dashboard.dashboard_text(), (
-        "regenerate: python -m restore_r1.deploy.dashboard charts/restore-r1/dashboards/restore-r1.json")
+        "regenerate: python -m restore_r1.deploy.dashboard charts/restore-r1/dashboards/restore-r1.json"
+    )
 
 
 def test_datasource_is_templated(board):
@@ -43,9 +44,19 @@ def test_datasource_is_templated(board):
 
 def test_panels_cover_the_issue(board):
     titles = {p["title"] for p in board["panels"]}
-    for wanted in ("GPU utilisation", "GPU memory used", "GPU power", "Request rate per model",
-                   "Queue time per request", "Compute time per request", "Average batch size",
-                   "Tool calls by tool", "Steps per request", "Judge-score gain", "Agent failures by reason"):
+    for wanted in (
+        "GPU utilisation",
+        "GPU memory used",
+        "GPU power",
+        "Request rate per model",
+        "Queue time per request",
+        "Compute time per request",
+        "Average batch size",
+        "Tool calls by tool",
+        "Steps per request",
+        "Judge-score gain",
+        "Agent failures by reason",
+    ):
         assert wanted in titles
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids))
@@ -72,18 +83,23 @@ def test_dashboard_names_are_documented_exports(board):
 def test_unknown_names_catches_a_typo():
     used = {"nv_inference_request_sucess", "nv_gpu_utilization", "kube_deployment_status_replicas_available"}
     assert promql.unknown_names(used, promql.documented_names()) == {"nv_inference_request_sucess"}
-    assert promql.unknown_names(used, promql.documented_names(), gpu_exported=True) == {
-        "nv_inference_request_sucess", "nv_gpu_utilization"}
+    assert promql.unknown_names(used, promql.documented_names(), gpu_exported=True) == {"nv_inference_request_sucess", "nv_gpu_utilization"}
 
 
 def test_exported_names_of_a_scrape():
-    text = ("# HELP nv_inference_count Number of inferences\n# TYPE nv_inference_count counter\n"
-            'nv_inference_count{model="nlm_denoise",version="1"} 3\n'
-            "# TYPE restore_r1_agent_steps histogram\n"
-            'restore_r1_agent_steps_bucket{le="1"} 2\nrestore_r1_agent_steps_sum 3\nrestore_r1_agent_steps_count 2\n')
-    assert promql.exported_names(text) == {"nv_inference_count", "restore_r1_agent_steps",
-                                           "restore_r1_agent_steps_bucket", "restore_r1_agent_steps_sum",
-                                           "restore_r1_agent_steps_count"}
+    text = (
+        "# HELP nv_inference_count Number of inferences\n# TYPE nv_inference_count counter\n"
+        'nv_inference_count{model="nlm_denoise",version="1"} 3\n'
+        "# TYPE restore_r1_agent_steps histogram\n"
+        'restore_r1_agent_steps_bucket{le="1"} 2\nrestore_r1_agent_steps_sum 3\nrestore_r1_agent_steps_count 2\n'
+    )
+    assert promql.exported_names(text) == {
+        "nv_inference_count",
+        "restore_r1_agent_steps",
+        "restore_r1_agent_steps_bucket",
+        "restore_r1_agent_steps_sum",
+        "restore_r1_agent_steps_count",
+    }
 
 
 def test_gpu_allow_list_is_only_gpu_metrics():
@@ -106,8 +122,7 @@ def _live_scrape(tmp_path) -> tuple[str, bool]:
 
     venv = Path(os.environ.get(VENV_ENV, DEFAULT_VENV))
     if not (venv / "bin" / "python").exists():
-        pytest.skip(f"no Triton venv at {venv} (build it with `make triton-venv` or set ${VENV_ENV}); "
-                    "the live /metrics check needs the local tritonserver")
+        pytest.skip(f"no Triton venv at {venv} (build it with `make triton-venv` or set ${VENV_ENV}); the live /metrics check needs the local tritonserver")
     return live.scrape_after_requests(tmp_path)
 
 

@@ -408,7 +408,15 @@ def test_parse_cases(text, expected):
 
 @pytest.mark.parametrize(
     "text, message",
-    [("", "empty"), ("0", "out of range"), ("16", "out of range"), ("3-1", "3 > 1"), ("a", "bad case item"), ("1,,2", "bad case item"), ("1-20", "out of range")],
+    [
+        ("", "empty"),
+        ("0", "out of range"),
+        ("16", "out of range"),
+        ("3-1", "3 > 1"),
+        ("a", "bad case item"),
+        ("1,,2", "bad case item"),
+        ("1-20", "out of range"),
+    ],
 )
 def test_parse_cases_rejects_bad_text(text, message):
     with pytest.raises(ValueError, match=message):

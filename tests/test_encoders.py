@@ -135,7 +135,9 @@ def tiny_clip(tmp_path):
     import torch
 
     torch.manual_seed(0)
-    cfg = transformers.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8, projection_dim=16)
+    cfg = transformers.CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8, projection_dim=16
+    )
     transformers.CLIPVisionModelWithProjection(cfg).save_pretrained(tmp_path)
     transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path)
     return tmp_path

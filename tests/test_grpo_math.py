@@ -45,8 +45,7 @@ def test_constant_rewards_give_zero_policy_gradient():
     actions = torch.tensor([2, 1])
     logp = torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1)
     adv = group_advantages(torch.tensor([[1.5, 1.5]]), eps=1e-6).reshape(-1)
-    loss, _ = grpo_loss(logp, logp.detach() - 0.05, logp.detach(), adv, torch.zeros(2),
-                        clip_eps=0.2, kl_beta=0.0, entropy_coef=0.0)
+    loss, _ = grpo_loss(logp, logp.detach() - 0.05, logp.detach(), adv, torch.zeros(2), clip_eps=0.2, kl_beta=0.0, entropy_coef=0.0)
     loss.backward()
     assert torch.count_nonzero(logits.grad) == 0
     assert loss.item() == 0.0
@@ -69,18 +68,17 @@ def test_clipped_surrogate_values():
 @pytest.mark.parametrize(
     ("ratio", "adv", "zero_grad"),
     [
-        (1.5, 1.0, True),    # above 1+eps, positive advantage: clipped, no push further up
-        (0.5, -1.0, True),   # below 1-eps, negative advantage: clipped, no push further down
+        (1.5, 1.0, True),  # above 1+eps, positive advantage: clipped, no push further up
+        (0.5, -1.0, True),  # below 1-eps, negative advantage: clipped, no push further down
         (1.5, -1.0, False),  # above 1+eps, negative advantage: the unclipped term is the min
-        (0.5, 1.0, False),   # below 1-eps, positive advantage: the unclipped term is the min
-        (1.1, 1.0, False),   # inside the trust region
+        (0.5, 1.0, False),  # below 1-eps, positive advantage: the unclipped term is the min
+        (1.1, 1.0, False),  # inside the trust region
     ],
 )
 def test_clipping_stops_gradient_outside_trust_region(ratio, adv, zero_grad):
     logp_old = torch.tensor([-1.0])
     logp_new = (logp_old + math.log(ratio)).clone().requires_grad_(True)
-    loss, stats = grpo_loss(logp_new, logp_old, logp_new.detach(), torch.tensor([adv]), torch.zeros(1),
-                            clip_eps=0.2, kl_beta=0.0, entropy_coef=0.0)
+    loss, stats = grpo_loss(logp_new, logp_old, logp_new.detach(), torch.tensor([adv]), torch.zeros(1), clip_eps=0.2, kl_beta=0.0, entropy_coef=0.0)
     loss.backward()
     if zero_grad:
         assert logp_new.grad.item() == 0.0
@@ -107,8 +105,7 @@ def test_grpo_loss_combines_terms_with_weights():
     adv = torch.tensor([1.0, 1.0])
     entropy = torch.tensor([0.6, 0.2])
     weights = torch.tensor([0.75, 0.25])
-    loss, stats = grpo_loss(logp_new, logp_old, logp_ref, adv, entropy, clip_eps=0.2, kl_beta=0.1,
-                            entropy_coef=0.01, weights=weights)
+    loss, stats = grpo_loss(logp_new, logp_old, logp_ref, adv, entropy, clip_eps=0.2, kl_beta=0.1, entropy_coef=0.01, weights=weights)
     per_step = [-1.0 + 0 - 0.006, -0.5 + 0.1 * (1 - math.log(2)) - 0.002]
     assert loss.item() == pytest.approx(0.75 * per_step[0] + 0.25 * per_step[1], abs=1e-6)
     assert stats["kl"] == pytest.approx(0.25 * (1 - math.log(2)), abs=1e-6)

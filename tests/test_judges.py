@@ -11,7 +11,6 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -126,21 +125,54 @@ def _build_tiny_llava(path) -> None:
     from tokenizers.models import WordLevel
     from tokenizers.pre_tokenizers import WhitespaceSplit
 
-    words = ["[PAD]", "[UNK]", "<s>", "</s>", "<image>", *QUALITY_LEVELS, "USER:", "ASSISTANT:", "How", "would", "you", "rate",
-             "the", "quality", "of", "this", "image?", "The", "image", "is"]
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "<s>",
+        "</s>",
+        "<image>",
+        *QUALITY_LEVELS,
+        "USER:",
+        "ASSISTANT:",
+        "How",
+        "would",
+        "you",
+        "rate",
+        "the",
+        "quality",
+        "of",
+        "this",
+        "image?",
+        "The",
+        "image",
+        "is",
+    ]
     tok = Tokenizer(WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     tok.pre_tokenizer = WhitespaceSplit()
     tok.add_special_tokens(["<image>", "[PAD]", "<s>", "</s>"])
     fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", bos_token="<s>", eos_token="</s>")
     torch.manual_seed(0)
     vision = transformers.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8)
-    text = transformers.LlamaConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                    num_key_value_heads=4, max_position_embeddings=128, pad_token_id=0, bos_token_id=2, eos_token_id=3)
-    cfg = transformers.LlavaConfig(vision_config=vision, text_config=text, image_token_index=4, vision_feature_select_strategy="default", vision_feature_layer=-1)
+    text = transformers.LlamaConfig(
+        vocab_size=len(words),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=3,
+    )
+    cfg = transformers.LlavaConfig(
+        vision_config=vision, text_config=text, image_token_index=4, vision_feature_select_strategy="default", vision_feature_layer=-1
+    )
     transformers.LlavaForConditionalGeneration(cfg).save_pretrained(path)
     images = transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    transformers.LlavaProcessor(image_processor=images, tokenizer=fast, patch_size=8, vision_feature_select_strategy="default",
-                                num_additional_image_tokens=1, image_token="<image>").save_pretrained(path)
+    transformers.LlavaProcessor(
+        image_processor=images, tokenizer=fast, patch_size=8, vision_feature_select_strategy="default", num_additional_image_tokens=1, image_token="<image>"
+    ).save_pretrained(path)
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +219,11 @@ class _FakeOpenAI:
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         self.mode = "ok"
-        self.top = [{"token": " good", "logprob": math.log(0.6)}, {"token": " fair", "logprob": math.log(0.3)}, {"token": " excellent", "logprob": math.log(0.1)}]
+        self.top = [
+            {"token": " good", "logprob": math.log(0.6)},
+            {"token": " fair", "logprob": math.log(0.3)},
+            {"token": " excellent", "logprob": math.log(0.1)},
+        ]
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -207,7 +243,9 @@ class _FakeOpenAI:
                 if fake.mode == "slow":
                     time.sleep(2.0)
                 content = [{"token": fake.top[0]["token"], "logprob": fake.top[0]["logprob"], "top_logprobs": fake.top}]
-                self._send(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": fake.top[0]["token"]}, "logprobs": {"content": content}}]})
+                self._send(
+                    200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": fake.top[0]["token"]}, "logprobs": {"content": content}}]}
+                )
 
             def _send(self, code, obj):
                 data = json.dumps(obj).encode()
@@ -337,9 +375,8 @@ def test_offline_judges_prefer_clean_to_noisy(name):
 
 
 def test_nr_offline_is_weighted_mean_of_parts():
-    from restore_r1.judges import NR_OFFLINE_WEIGHTS
-
     from restore_r1.cleanimages import load_clean
+    from restore_r1.judges import NR_OFFLINE_WEIGHTS
 
     imgs = [np.ascontiguousarray(load_clean("coffee")[:200, :200])]
     parts = {m: create_judge(m).score(imgs)[0] for m, _ in NR_OFFLINE_WEIGHTS}

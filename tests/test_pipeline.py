@@ -24,12 +24,25 @@ COMMITTED_YAML = ROOT / "pipelines" / "restore_r1_training.yaml"
 
 def results_with(psnr: float, niqe: float = 5.0, seed: int = 0) -> dict:
     return {
-        "summary": {"policy": {"psnr": psnr, "niqe": niqe, "ssim": None, "tool_calls": 2.0, "images": 4},
-                    "input": {"psnr": 18.0, "niqe": 7.0, "tool_calls": 0.0, "images": 4}},
+        "summary": {
+            "policy": {"psnr": psnr, "niqe": niqe, "ssim": None, "tool_calls": 2.0, "images": 4},
+            "input": {"psnr": 18.0, "niqe": 7.0, "tool_calls": 0.0, "images": 4},
+        },
         "settings": {"I": {"policy": {"psnr": psnr}}},
-        "config": {"cases": [1, 4], "per_case": 1, "seed": seed, "crop": 128, "images": None, "judge": "default",
-                   "metrics": ["psnr", "niqe"], "methods": ["input", "policy"], "max_steps": 5, "oracle_depth": 2,
-                   "policy": "/x", "grid_cases": []},
+        "config": {
+            "cases": [1, 4],
+            "per_case": 1,
+            "seed": seed,
+            "crop": 128,
+            "images": None,
+            "judge": "default",
+            "metrics": ["psnr", "niqe"],
+            "methods": ["input", "policy"],
+            "max_steps": 5,
+            "oracle_depth": 2,
+            "policy": "/x",
+            "grid_cases": [],
+        },
         "unavailable": {"lpips": "weights missing"},
     }
 
@@ -52,8 +65,14 @@ def test_gate_uses_recorded_metric_for_the_same_evaluation(tmp_path):
     registry = open_registry(tmp_path / "reg", cache_dir=tmp_path / "cache")
     assert gate(results_with(20.0), registry, "pol").passed  # nothing in production yet
     prod = results_with(20.0)
-    publish_policy(registry, "pol", make_policy(tmp_path / "p"), metrics=key_metrics(prod),
-                   parameters={EVALUATION_PARAM: evaluation_settings(prod["config"])}, stage="production")
+    publish_policy(
+        registry,
+        "pol",
+        make_policy(tmp_path / "p"),
+        metrics=key_metrics(prod),
+        parameters={EVALUATION_PARAM: evaluation_settings(prod["config"])},
+        stage="production",
+    )
 
     def never(*args):
         raise AssertionError("production was evaluated with the same settings: no re-evaluation")
@@ -68,8 +87,14 @@ def test_gate_uses_recorded_metric_for_the_same_evaluation(tmp_path):
 def test_gate_reevaluates_production_on_other_settings(tmp_path):
     registry = open_registry(tmp_path / "reg", cache_dir=tmp_path / "cache")
     old = results_with(25.0, seed=7)  # a different evaluation: its 25.0 must not be compared
-    publish_policy(registry, "pol", make_policy(tmp_path / "p"), metrics=key_metrics(old),
-                   parameters={EVALUATION_PARAM: evaluation_settings(old["config"])}, stage="production")
+    publish_policy(
+        registry,
+        "pol",
+        make_policy(tmp_path / "p"),
+        metrics=key_metrics(old),
+        parameters={EVALUATION_PARAM: evaluation_settings(old["config"])},
+        stage="production",
+    )
     seen = {}
 
     def reevaluate(production, config):
@@ -87,12 +112,20 @@ def test_gate_reevaluates_production_on_other_settings(tmp_path):
 def test_key_metrics_and_reports(tmp_path):
     res = results_with(20.0)
     km = key_metrics(res)
-    assert km == {"policy_psnr": 20.0, "policy_niqe": 5.0, "policy_tool_calls": 2.0, "input_psnr": 18.0, "input_niqe": 7.0,
-                  "input_tool_calls": 0.0, "policy_psnr_gain": 2.0}
+    assert km == {
+        "policy_psnr": 20.0,
+        "policy_niqe": 5.0,
+        "policy_tool_calls": 2.0,
+        "input_psnr": 18.0,
+        "input_niqe": 7.0,
+        "input_tool_calls": 0.0,
+        "policy_psnr_gain": 2.0,
+    }
     md = summary_markdown(res)
     assert "| policy | 20 | 5 | – | 2 | 4 |" in md and "`lpips`: weights missing" in md
-    from restore_r1.images import write_image
     import numpy as np
+
+    from restore_r1.images import write_image
 
     write_image(tmp_path / "perception_distortion.png", np.zeros((16, 16, 3), np.uint8))
     page = summary_html(res, tmp_path)
@@ -107,8 +140,12 @@ def test_export_with_and_without_triton_model_files(tmp_path):
     (source / "config.pbtxt").write_text('name: "restore_r1_policy"\nbackend: "python"\n')
     (source / "1" / "model.py").write_text("# model\n")
     result = export_triton_entry(policy, tmp_path / "repo", 4, triton_source=tmp_path / "triton_models")
-    assert result.files == ["restore_r1_policy/4/model.py", "restore_r1_policy/4/policy/policy.json",
-                            "restore_r1_policy/4/policy/policy.safetensors", "restore_r1_policy/config.pbtxt"]
+    assert result.files == [
+        "restore_r1_policy/4/model.py",
+        "restore_r1_policy/4/policy/policy.json",
+        "restore_r1_policy/4/policy/policy.safetensors",
+        "restore_r1_policy/config.pbtxt",
+    ]
     assert not result.notes
     bare = export_triton_entry(policy, tmp_path / "repo2", 1, triton_source=tmp_path / "nothing")
     assert bare.files == ["restore_r1_policy/1/policy/policy.json", "restore_r1_policy/1/policy/policy.safetensors"]
@@ -149,10 +186,8 @@ def test_synthesize_step_and_image_sources(tmp_path):
 def test_committed_pipeline_yaml_is_not_stale(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RESTORE_R1_IMAGE"}
     out = tmp_path / "compiled.yaml"
-    subprocess.run([sys.executable, "-m", "pipelines.compile", "--out", str(out)], cwd=ROOT, env=env, check=True,
-                   capture_output=True, timeout=120)
-    assert out.read_text() == COMMITTED_YAML.read_text(), (
-        "pipelines/restore_r1_training.yaml is stale: run `make pipeline-yaml` and commit it")
+    subprocess.run([sys.executable, "-m", "pipelines.compile", "--out", str(out)], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+    assert out.read_text() == COMMITTED_YAML.read_text(), "pipelines/restore_r1_training.yaml is stale: run `make pipeline-yaml` and commit it"
 
 
 def test_compiled_pipeline_contents():

@@ -18,15 +18,39 @@ pytest.importorskip("kfp", reason="kfp is installed by `make venv` (the kubeflow
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--cases", "1", "--eval-cases", "1", "--per-case", "1", "--crop", "96", "--steps", "2", "--group-size", "2",
-        "--batch-images", "1", "--max-steps", "2", "--eval-methods", "input,policy"]
+TINY = [
+    "--cases",
+    "1",
+    "--eval-cases",
+    "1",
+    "--per-case",
+    "1",
+    "--crop",
+    "96",
+    "--steps",
+    "2",
+    "--group-size",
+    "2",
+    "--batch-images",
+    "1",
+    "--max-steps",
+    "2",
+    "--eval-methods",
+    "input,policy",
+]
 
 
 def run_pipeline(out: Path, registry: Path, cache: Path) -> str:
     env = {**os.environ, "RESTORE_R1_REGISTRY_CACHE": str(cache)}
     env.pop("RESTORE_R1_REGISTRY", None)
-    proc = subprocess.run([sys.executable, "-m", "pipelines.run_local", "--out", str(out), "--registry", str(registry), *TINY],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.run_local", "--out", str(out), "--registry", str(registry), *TINY],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 

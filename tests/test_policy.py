@@ -24,8 +24,7 @@ TOOLS = ["clahe", "denoise", "derain"]
 
 
 def make_config(**kw) -> PolicyConfig:
-    base = dict(encoder_name="toy", encoder_config={"size": 4}, feature_dim=4, tool_names=TOOLS,
-                hidden_sizes=(16,), max_steps=3)
+    base = dict(encoder_name="toy", encoder_config={"size": 4}, feature_dim=4, tool_names=TOOLS, hidden_sizes=(16,), max_steps=3)
     base.update(kw)
     return PolicyConfig(**base)
 
@@ -53,8 +52,7 @@ def test_masks_last_step_and_repeats():
     assert logits[1, 1] == MASKED_LOGIT and (logits[1, [0, 2, stop]] > MASKED_LOGIT).all()
     # step == max_steps: only STOP
     assert (logits[2, :stop] == MASKED_LOGIT).all() and logits[2, stop] > MASKED_LOGIT
-    actions, logp = policy.act(np.zeros((1, 4), np.float32), [[1, 2, 0]], step=3, greedy=False,
-                               generator=torch.Generator().manual_seed(0))
+    actions, logp = policy.act(np.zeros((1, 4), np.float32), [[1, 2, 0]], step=3, greedy=False, generator=torch.Generator().manual_seed(0))
     assert actions.tolist() == [stop] and logp.item() == pytest.approx(0.0, abs=1e-6)
     no_rule = Policy(make_config(forbid_repeat=False))
     assert (no_rule(np.zeros((1, 4), np.float32), [[1]]) > MASKED_LOGIT).all()

@@ -39,8 +39,16 @@ def registry(tmp_path) -> Registry:
 
 def test_publish_records_everything_and_pull_verifies(registry, tmp_path):
     policy = make_policy(tmp_path / "p")
-    version = publish_policy(registry, "restore-r1-policy", policy, metrics={"policy_psnr": 20.5}, parameters={"steps": 3},
-                             dataset={"uri": "/data/x", "manifest_sha256": "ab"}, run={"id": "r1", "name": "run-1"}, stage="staging")
+    version = publish_policy(
+        registry,
+        "restore-r1-policy",
+        policy,
+        metrics={"policy_psnr": 20.5},
+        parameters={"steps": 3},
+        dataset={"uri": "/data/x", "manifest_sha256": "ab"},
+        run={"id": "r1", "name": "run-1"},
+        stage="staging",
+    )
     assert (version.name, version.version, version.format, version.aliases) == ("restore-r1-policy", 1, POLICY_FORMAT, ["staging"])
     got = registry.get("restore-r1-policy", "staging")
     assert got.metrics == {"policy_psnr": 20.5} and got.parameters == {"steps": 3}
@@ -76,12 +84,15 @@ def test_versions_aliases_and_lookup_errors(registry, tmp_path):
     assert registry.models() == ["m"]
 
 
-@pytest.mark.parametrize(("uri", "expected"), [
-    ("registry://restore-r1-policy@production", ("restore-r1-policy", "production")),
-    ("registry://p@7", ("p", "7")),
-    ("registry://p", ("p", "production")),
-    ("p@latest", ("p", "latest")),
-])
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("registry://restore-r1-policy@production", ("restore-r1-policy", "production")),
+        ("registry://p@7", ("p", "7")),
+        ("registry://p", ("p", "production")),
+        ("p@latest", ("p", "latest")),
+    ],
+)
 def test_parse_registry_uri(uri, expected):
     assert parse_registry_uri(uri) == expected
 
@@ -135,6 +146,7 @@ def test_garbage_collection_removes_only_old_unreferenced_uploads(registry, tmp_
     src = tmp_path / "f.bin"
     src.write_bytes(b"x" * 1000)
     original = registry.store.create
+
     def create(key, data):
         raise RuntimeError("publisher died")
 
@@ -263,8 +275,7 @@ def test_kubeflow_model_registry_adapter_with_fake_client(registry, tmp_path):
             calls["register"] = (name, uri, kwargs)
             return "registered"
 
-    version = publish_policy(registry, "pol", make_policy(tmp_path / "p"), metrics={"policy_psnr": 20.0},
-                             run={"id": "abc", "name": "run"}, stage="production")
+    version = publish_policy(registry, "pol", make_policy(tmp_path / "p"), metrics={"policy_psnr": 20.0}, run={"id": "abc", "name": "run"}, stage="production")
     assert KubeflowModelRegistry(FakeClient()).mirror(version) == "registered"
     name, uri, kwargs = calls["register"]
     assert (name, uri, kwargs["version"], kwargs["model_format_name"]) == ("pol", version.artifact_uri, "1", POLICY_FORMAT)
@@ -279,7 +290,17 @@ def test_kubeflow_adapter_matches_the_real_client_signature():
     import inspect
 
     params = inspect.signature(model_registry.ModelRegistry.register_model).parameters
-    used = {"model_format_name", "model_format_version", "version", "version_description", "description", "model_source_kind",
-            "model_source_class", "model_source_id", "model_source_name", "metadata"}
+    used = {
+        "model_format_name",
+        "model_format_version",
+        "version",
+        "version_description",
+        "description",
+        "model_source_kind",
+        "model_source_class",
+        "model_source_id",
+        "model_source_name",
+        "metadata",
+    }
     assert used <= set(params), sorted(used - set(params))
     assert {"get_model_version", "update"} <= set(dir(model_registry.ModelRegistry))

@@ -113,7 +113,7 @@ def test_s3_corrupt_object_is_refused(s3, tmp_path):
     location, client = s3
     registry = open_registry(location, cache_dir=tmp_path / "cache")
     version = publish_policy(registry, "pol", make_policy(tmp_path / "p"))
-    bucket, key = version.artifact_uri[len("s3://"):].split("/", 1)
+    bucket, key = version.artifact_uri[len("s3://") :].split("/", 1)
     client.put_object(Bucket=bucket, Key=f"{key}/policy.safetensors", Body=b"tampered")
     with pytest.raises(ChecksumError, match="policy.safetensors is corrupt"):
         registry.pull("pol", 1)
@@ -208,6 +208,7 @@ def test_s3_garbage_collection_after_a_publisher_died(s3, tmp_path):
     registry = open_registry(location, cache_dir=tmp_path / "cache")
     policy = make_policy(tmp_path / "p")
     original = registry.store.create
+
     def create(key, data):
         raise RuntimeError("publisher died")
 

@@ -181,11 +181,14 @@ def test_agent_max_steps_and_metrics(repo, served):
     agent.finalize()
 
 
-@pytest.mark.parametrize("bad,reason", [
-    (np.zeros((0, 0, 3), np.uint8), "empty"),
-    (np.zeros((8, 8, 3), np.uint8), "smaller"),
-    (np.zeros((200, 200, 3), np.uint8), "more than"),
-])
+@pytest.mark.parametrize(
+    "bad,reason",
+    [
+        (np.zeros((0, 0, 3), np.uint8), "empty"),
+        (np.zeros((8, 8, 3), np.uint8), "smaller"),
+        (np.zeros((200, 200, 3), np.uint8), "more than"),
+    ],
+)
 def test_agent_invalid_images_get_invalid_arg(repo, served, bad, reason):
     args = stub.model_args(repo / b.AGENT_MODEL)
     config = json.loads(args["model_config"])

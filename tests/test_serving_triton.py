@@ -41,18 +41,18 @@ HANG_S = 8
 #: Pixel limit of the agent in this test's repository (the crops are 128×96).
 MAX_PIXELS = 200 * 200
 
-FAILING_MODEL = '''import triton_python_backend_utils as pb_utils
+FAILING_MODEL = """import triton_python_backend_utils as pb_utils
 class TritonPythonModel:
     def execute(self, requests):
         return [pb_utils.InferenceResponse(error=pb_utils.TritonError("injected failure")) for _ in requests]
-'''
-HANGING_MODEL = f'''import time
+"""
+HANGING_MODEL = f"""import time
 import triton_python_backend_utils as pb_utils
 class TritonPythonModel:
     def execute(self, requests):
         time.sleep({HANG_S})
         return [pb_utils.InferenceResponse(error=pb_utils.TritonError("too late")) for _ in requests]
-'''
+"""
 
 
 def crops() -> list[np.ndarray]:
@@ -60,8 +60,9 @@ def crops() -> list[np.ndarray]:
     from restore_r1.cleanimages import load_clean
     from restore_r1.degradations import apply_case
 
-    return [apply_case(case, np.ascontiguousarray(load_clean(name)[:96, :128]), np.random.default_rng(case))[0]
-            for case, name in ((1, "astronaut"), (4, "coffee"))]
+    return [
+        apply_case(case, np.ascontiguousarray(load_clean(name)[:96, :128]), np.random.default_rng(case))[0] for case, name in ((1, "astronaut"), (4, "coffee"))
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +73,7 @@ def server(tmp_path_factory):
     cpu = repo / b.AGENT_MODEL / "configs" / "cpu.pbtxt"
     text = cpu.read_text().replace(f'string_value: "{b.DEFAULT_TOOL_TIMEOUT_S:g}"', f'string_value: "{TOOL_TIMEOUT_S}"')
     cpu.write_text(text.replace(f'string_value: "{b.DEFAULT_MAX_PIXELS}"', f'string_value: "{MAX_PIXELS}"'))
-    srv = TritonServer(repo, VENV, 0, 0, 0, extra_args=["--model-control-mode=explicit", "--load-model=*"],
-                       log_path=root / "tritonserver.log")
+    srv = TritonServer(repo, VENV, 0, 0, 0, extra_args=["--model-control-mode=explicit", "--load-model=*"], log_path=root / "tritonserver.log")
     srv.start()
     srv.policy_dir = policy_dir
     srv.root = root

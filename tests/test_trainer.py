@@ -82,8 +82,9 @@ def toy_images(n=6, seed=0):
 
 
 def toy_config(**kw):
-    base = dict(group_size=8, batch_images=4, updates=20, lr=0.01, hidden_sizes=(32, 32), tool_cost=0.2,
-                max_steps=4, update_epochs=4, checkpoint_every=0, seed=0)
+    base = dict(
+        group_size=8, batch_images=4, updates=20, lr=0.01, hidden_sizes=(32, 32), tool_cost=0.2, max_steps=4, update_epochs=4, checkpoint_every=0, seed=0
+    )
     base.update(kw)
     return GRPOConfig(**base)
 
@@ -100,8 +101,7 @@ def test_toy_training_learns_order_and_stops(tmp_path):
         assert traj.steps == 2
     records = [json.loads(line) for line in result.log_path.read_text().splitlines()]
     assert [r["update"] for r in records] == list(range(1, 21))
-    expected_keys = {"mean_reward", "mean_return", "advantage_std", "kl", "entropy", "mean_steps",
-                     "tool_cache_hit_rate", "seconds"}
+    expected_keys = {"mean_reward", "mean_return", "advantage_std", "kl", "entropy", "mean_steps", "tool_cache_hit_rate", "seconds"}
     assert expected_keys <= set(records[0])
     assert records[-1]["mean_return"] > records[0]["mean_return"] + 1.5
     assert records[-1]["tool_cache_hit_rate"] > 0.9
@@ -110,8 +110,10 @@ def test_toy_training_learns_order_and_stops(tmp_path):
 def test_untrained_policy_does_not_solve_toy():
     # guards the test above against a toy world every policy solves
     policy = Policy(PolicyConfig("toy-means", {}, 3, list(TOOLS), hidden_sizes=(32, 32), max_steps=4))
-    names = [rollout(policy, ToyEncoder(), img, TOOLS, ToyJudge(), greedy=False,
-                     generator=torch.Generator().manual_seed(i)).action_names for i, img in enumerate(toy_images(8))]
+    names = [
+        rollout(policy, ToyEncoder(), img, TOOLS, ToyJudge(), greedy=False, generator=torch.Generator().manual_seed(i)).action_names
+        for i, img in enumerate(toy_images(8))
+    ]
     assert sum(n == ["fix_a", "fix_b", "STOP"] for n in names) < 4
 
 
@@ -145,8 +147,15 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
     assert (straight.policy_dir / "policy.safetensors").read_bytes() == (resumed.policy_dir / "policy.safetensors").read_bytes()
     # resuming with other settings is refused, naming the field
     with pytest.raises(ValueError, match="lr"):
-        train(images, tmp_path / "b", ToyEncoder(), ToyJudge(), TOOLS, toy_config(updates=6, checkpoint_every=3,
-              batch_images=2, group_size=4, lr=0.5), progress=False)
+        train(
+            images,
+            tmp_path / "b",
+            ToyEncoder(),
+            ToyJudge(),
+            TOOLS,
+            toy_config(updates=6, checkpoint_every=3, batch_images=2, group_size=4, lr=0.5),
+            progress=False,
+        )
 
 
 def test_training_leaves_global_rng_alone_and_is_seeded(tmp_path):
@@ -158,8 +167,7 @@ def test_training_leaves_global_rng_alone_and_is_seeded(tmp_path):
     assert torch.equal(torch.get_rng_state(), t_state)
     assert np.array_equal(np.random.get_state()[1], n_state)
     r2 = train(toy_images(), tmp_path / "b", ToyEncoder(), ToyJudge(), TOOLS, cfg, progress=False, resume=False)
-    r3 = train(toy_images(), tmp_path / "c", ToyEncoder(), ToyJudge(), TOOLS, toy_config(updates=2, batch_images=2,
-               group_size=4, seed=1), progress=False)
+    r3 = train(toy_images(), tmp_path / "c", ToyEncoder(), ToyJudge(), TOOLS, toy_config(updates=2, batch_images=2, group_size=4, seed=1), progress=False)
     assert torch.equal(r1.policy.mlp[0].weight, r2.policy.mlp[0].weight)
     assert not torch.equal(r1.policy.mlp[0].weight, r3.policy.mlp[0].weight)
 
@@ -172,6 +180,7 @@ def test_group_rollout_shares_work_and_batches_calls():
         def run(img):
             counts[name] += 1
             return TOOLS[name](img)
+
         return run
 
     tools = {name: counted(name) for name in TOOLS}
@@ -215,8 +224,7 @@ def test_dataset_dir_reads_lq_only(tmp_path):
     (tmp_path / "manifest.jsonl").write_text("\n".join(lines) + "\n")
     loaded = load_lq_images(tmp_path)  # gt/ does not exist: reading it would fail
     assert len(loaded) == 2 and all(np.array_equal(a, b) for a, b in zip(loaded, imgs))
-    result = train(tmp_path, tmp_path / "run", ToyEncoder(), ToyJudge(), TOOLS,
-                   toy_config(updates=1, batch_images=2, group_size=2), progress=False)
+    result = train(tmp_path, tmp_path / "run", ToyEncoder(), ToyJudge(), TOOLS, toy_config(updates=1, batch_images=2, group_size=2), progress=False)
     assert result.updates == 1
     with pytest.raises(FileNotFoundError, match="manifest.jsonl"):
         load_lq_images(tmp_path / "lq")

@@ -264,9 +264,7 @@ def rollout_many(
             break
         batch_feats = caches.features.get_many([current[i] for i in active], [digests[i] for i in active])
         with torch.no_grad():
-            chosen, logp = policy.act(
-                np.stack(batch_feats), [actions[i] for i in active], greedy=greedy, generator=generator
-            )
+            chosen, logp = policy.act(np.stack(batch_feats), [actions[i] for i in active], greedy=greedy, generator=generator)
         moved = []
         for j, i in enumerate(active):
             a = int(chosen[j])

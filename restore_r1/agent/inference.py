@@ -45,10 +45,7 @@ def resolve_policy(spec: str | os.PathLike | None = None) -> Path:
     path = Path(raw).expanduser() if raw else DEFAULT_POLICY_DIR
     if not path.is_dir():
         origin = "--policy" if spec is not None else (f"${POLICY_ENV}" if raw else "the packaged default")
-        raise WeightsNotFoundError(
-            f"policy folder {path} ({origin}) not found; train one with `restore-r1 train` and pass "
-            f"--policy DIR, or set ${POLICY_ENV}"
-        )
+        raise WeightsNotFoundError(f"policy folder {path} ({origin}) not found; train one with `restore-r1 train` and pass --policy DIR, or set ${POLICY_ENV}")
     return path
 
 

@@ -339,8 +339,7 @@ def _read_meta(directory: Path) -> tuple[dict, PolicyConfig]:
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
         raise WeightsNotFoundError(
-            f"policy checkpoint {directory}: {config_path} not found; pass the folder written by save_policy "
-            f"(training writes it to <out_dir>/policy/)"
+            f"policy checkpoint {directory}: {config_path} not found; pass the folder written by save_policy (training writes it to <out_dir>/policy/)"
         )
     try:
         meta = json.loads(config_path.read_text())

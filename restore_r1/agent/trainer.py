@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from restore_r1.agent.env import EnvCaches, Trajectory, rollout_many
-from restore_r1.agent.grpo import GRPOConfig, grpo_loss, group_advantages
+from restore_r1.agent.grpo import GRPOConfig, group_advantages, grpo_loss
 from restore_r1.agent.policy import Policy, PolicyConfig, load_policy, save_policy
 from restore_r1.images import atomic_directory, atomic_write_bytes, check_rgb, image_digest, read_image
 
@@ -190,8 +190,15 @@ def grpo_update(
     for _ in range(config.update_epochs):
         logp_new, entropy = policy.log_probs(features, histories, actions)
         loss, stats = grpo_loss(
-            logp_new, logp_old, logp_ref, step_adv, entropy,
-            clip_eps=config.clip_eps, kl_beta=config.kl_beta, entropy_coef=config.entropy_coef, weights=weights,
+            logp_new,
+            logp_old,
+            logp_ref,
+            step_adv,
+            entropy,
+            clip_eps=config.clip_eps,
+            kl_beta=config.kl_beta,
+            entropy_coef=config.entropy_coef,
+            weights=weights,
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -299,8 +306,15 @@ def train(
             batch_idx = batch_rng.choice(len(images), size=n_batch, replace=False)
             starts = [images[i] for i in batch_idx for _ in range(group)]
             trajectories = rollout_many(
-                policy, encoder, starts, tools, judge, greedy=False, generator=action_gen,
-                tool_cost=config.tool_cost, caches=caches,
+                policy,
+                encoder,
+                starts,
+                tools,
+                judge,
+                greedy=False,
+                generator=action_gen,
+                tool_cost=config.tool_cost,
+                caches=caches,
             )
             stats = grpo_update(policy, ref_policy, optimizer, trajectories, group, config)
             record = {

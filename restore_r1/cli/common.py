@@ -154,10 +154,7 @@ def output_targets(inputs: list[Path], out: str, overwrite: bool = False) -> lis
     out_path = Path(out)
     if out_path.suffix.lower() in IMAGE_FORMATS and not out_path.is_dir():
         if len(inputs) != 1:
-            raise ValueError(
-                f"-o {out} names one image file but {len(inputs)} images were given; "
-                f"give a folder instead (e.g. -o {out_path.with_suffix('')})"
-            )
+            raise ValueError(f"-o {out} names one image file but {len(inputs)} images were given; give a folder instead (e.g. -o {out_path.with_suffix('')})")
         targets = [out_path]
     else:
         if out_path.exists() and not out_path.is_dir():

@@ -1,7 +1,7 @@
 """``restore-r1 data``: the training corpus of natural photos (see :mod:`restore_r1.corpus`).
 
-    restore-r1 data fetch [--out DIR]     fetch it (idempotent); default $RESTORE_R1_CORPUS
-    restore-r1 data list [--out DIR]      the scenes, their split, source and licence
+restore-r1 data fetch [--out DIR]     fetch it (idempotent); default $RESTORE_R1_CORPUS
+restore-r1 data list [--out DIR]      the scenes, their split, source and licence
 """
 
 from __future__ import annotations

@@ -40,9 +40,17 @@ def run(args: argparse.Namespace) -> int:
     from restore_r1.evaluate import EvalConfig, evaluate
 
     config = EvalConfig(
-        cases=parse_cases(args.cases), per_case=args.per_case, seed=args.seed, crop=args.crop, methods=args.methods,
-        metrics=args.metrics, max_steps=args.max_steps, oracle_depth=args.oracle_depth, images=args.images,
-        policy=args.policy, judge=args.judge,
+        cases=parse_cases(args.cases),
+        per_case=args.per_case,
+        seed=args.seed,
+        crop=args.crop,
+        methods=args.methods,
+        metrics=args.metrics,
+        max_steps=args.max_steps,
+        oracle_depth=args.oracle_depth,
+        images=args.images,
+        policy=args.policy,
+        judge=args.judge,
     )
     results = evaluate(config, args.out, progress=not args.no_progress)
     print(f"{'method':<12} {'PSNR':>7} {'SSIM':>7} {'calls':>6} {'s/img':>7}")

@@ -64,8 +64,12 @@ def _split(ref: str, default: str) -> tuple[str, str]:
 def _describe(version) -> str:
     from dataclasses import asdict
 
-    lines = [f"{version.uri}  ({version.format})", f"  aliases:   {', '.join(version.aliases) or '-'}", f"  created:   {version.created}",
-             f"  artifacts: {version.artifact_uri}"]
+    lines = [
+        f"{version.uri}  ({version.format})",
+        f"  aliases:   {', '.join(version.aliases) or '-'}",
+        f"  created:   {version.created}",
+        f"  artifacts: {version.artifact_uri}",
+    ]
     lines += [f"    {f.path}  {f.size} B  sha256 {f.sha256}" for f in version.files]
     if version.metrics:
         lines.append("  metrics:   " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(version.metrics.items())))
@@ -91,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                 print(json.dumps(models, indent=2))
             elif not models:
                 print(f"{registry.location}: no models")
-            for name, info in ([] if args.json else models.items()):
+            for name, info in [] if args.json else models.items():
                 stages = ", ".join(f"{k}={v}" for k, v in info.items() if k != "versions")
                 print(f"{name}  {info['versions']} version(s)  {stages}")
             return 0

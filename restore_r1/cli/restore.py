@@ -54,11 +54,14 @@ def run(args: argparse.Namespace) -> int:
         restore = lambda img: client.restore(img, max_steps=args.max_steps)  # noqa: E731
     else:
         restore = Agent.load(args.policy, judge=args.judge, max_steps=args.max_steps).restore
+
     def work(path: Path, target: Path, img) -> None:
         result = restore(img)
         write_image(target, result.image, overwrite=args.overwrite)
         if args.json:
-            print(json.dumps({"input": str(path), "output": str(target), "tools": result.tools, "scores": result.scores, "seconds": result.seconds}), flush=True)
+            print(
+                json.dumps({"input": str(path), "output": str(target), "tools": result.tools, "scores": result.scores, "seconds": result.seconds}), flush=True
+            )
         else:
             chain = " -> ".join(result.tools) or "(no tool)"
             scores = " -> ".join(f"{s:.3f}" for s in result.scores)

@@ -93,10 +93,7 @@ def run(args: argparse.Namespace) -> int:
                 ref_path = ref_dir / path.name if ref_dir is not None else Path(args.ref)
                 ref = read_image(ref_path)
                 if ref.shape != img.shape:
-                    raise ValueError(
-                        f"reference {ref_path} is {ref.shape[1]}×{ref.shape[0]} but the image is "
-                        f"{img.shape[1]}×{img.shape[0]}"
-                    )
+                    raise ValueError(f"reference {ref_path} is {ref.shape[1]}×{ref.shape[0]} but the image is {img.shape[1]}×{img.shape[0]}")
         except Exception as exc:  # one bad item must not stop the batch
             failures.add(str(path), exc)
             continue

@@ -33,21 +33,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="which bundled photos to use when --images is not given (default: all)",
     )
     parser.add_argument("--out", metavar="DIR", required=True, help="output folder (lq/, gt/, manifest.jsonl)")
-    parser.add_argument(
-        "--cases", metavar="LIST", help="cases, e.g. 1,3,9-12 (default: 1-15, or none when --degradations is given)"
-    )
+    parser.add_argument("--cases", metavar="LIST", help="cases, e.g. 1,3,9-12 (default: 1-15, or none when --degradations is given)")
     parser.add_argument(
         "--degradations",
         action="append",
         metavar="LIST",
-        help=f"an ordered comma list of degradations applied in that order, e.g. noise,jpeg; from {', '.join(DEGRADATION_TYPES)}; "
-        "repeat for several chains",
+        help=f"an ordered comma list of degradations applied in that order, e.g. noise,jpeg; from {', '.join(DEGRADATION_TYPES)}; repeat for several chains",
     )
     parser.add_argument("--per-case", type=positive_int, default=1, metavar="N", help="pairs per image and case or chain (default: 1)")
     parser.add_argument("--seed", type=non_negative_int, default=0, metavar="S", help="global seed (default: 0)")
-    parser.add_argument(
-        "--crop", type=positive_int, metavar="PX", help="random square crops of PX pixels (a shorter side is kept whole)"
-    )
+    parser.add_argument("--crop", type=positive_int, metavar="PX", help="random square crops of PX pixels (a shorter side is kept whole)")
     parser.add_argument("--depth", metavar="DIR", help="depth maps named after the images (.npy, .mat, .png) for haze")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 

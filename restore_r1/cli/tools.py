@@ -80,6 +80,7 @@ def run_tool(args: argparse.Namespace) -> int:
         raise UnavailableError(f"tool {tool.name!r} is unavailable: {reason}")
     paths = expand_inputs(args.inputs)
     targets = output_targets(paths, args.out, overwrite=args.overwrite)
+
     def work(path: Path, target: Path, img) -> None:
         start = time.perf_counter()
         out = tool(img)

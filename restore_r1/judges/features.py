@@ -50,7 +50,12 @@ NSS_FEATURES: tuple[str, ...] = tuple(
 )
 EXPOSURE_FEATURES: tuple[str, ...] = (
     *(f"luma_hist{i:02d}" for i in range(EXPOSURE_BINS)),
-    "r_mean_t", "g_mean_t", "b_mean_t", "r_std", "g_std", "b_std",
+    "r_mean_t",
+    "g_mean_t",
+    "b_mean_t",
+    "r_std",
+    "g_std",
+    "b_std",
 )
 #: Names of the judge features, in vector order.
 JUDGE_FEATURES: tuple[str, ...] = (*STATS_FEATURES, *NSS_FEATURES, *EXPOSURE_FEATURES)

@@ -52,9 +52,21 @@ EVAL_GAP_DB = 0.5
 #: later and are slow (1.4–5 s per 256-px image), so their outputs are judged without having been
 #: seen in the fit.
 FIT_TOOLS: tuple[str, ...] = (
-    "clahe", "gamma_correction", "constant_shift", "nlm_denoise", "guided_denoise", "jpeg_dct_deblock",
-    "jpeg_guided_deblock", "dcp_dehaze", "cap_dehaze", "wiener_motion_deblur", "rl_motion_deblur",
-    "wiener_defocus_deblur", "unsharp_defocus", "rain_opening", "rain_median",
+    "clahe",
+    "gamma_correction",
+    "constant_shift",
+    "nlm_denoise",
+    "guided_denoise",
+    "jpeg_dct_deblock",
+    "jpeg_guided_deblock",
+    "dcp_dehaze",
+    "cap_dehaze",
+    "wiener_motion_deblur",
+    "rl_motion_deblur",
+    "wiener_defocus_deblur",
+    "unsharp_defocus",
+    "rain_opening",
+    "rain_median",
 )
 #: Group kinds built by :func:`build_groups`.
 MODES: tuple[str, ...] = ("mixed", "single")
@@ -173,8 +185,15 @@ def build_group(path: str, index: int, cfg: FitConfig, mode: str, keep_images: b
         for i in rng.choice(len(tools), size=min(cfg.clean_tools, len(tools)), replace=False):
             images.append((tools[int(i)](clean), "clean_tool", tools[int(i)].name))
     x = np.stack([judge_features_one(img) for img, _, _ in images])
-    return Group(scene, degs, x, np.asarray([psnr_db(img, clean) for img, _, _ in images]), [k for _, k, _ in images], [w for _, _, w in images],
-                 [img for img, _, _ in images] if keep_images else None)
+    return Group(
+        scene,
+        degs,
+        x,
+        np.asarray([psnr_db(img, clean) for img, _, _ in images]),
+        [k for _, k, _ in images],
+        [w for _, _, w in images],
+        [img for img, _, _ in images] if keep_images else None,
+    )
 
 
 def _build_one(job: tuple[str, int, FitConfig, str, bool]) -> Group:
@@ -184,8 +203,14 @@ def _build_one(job: tuple[str, int, FitConfig, str, bool]) -> Group:
     return build_group(*job)
 
 
-def build_groups(photos: Sequence[str | os.PathLike], cfg: FitConfig, mode: str = "mixed", per_photo: int | None = None,
-                 progress: Callable[[str], None] | None = None, keep_images: bool = False) -> list[Group]:
+def build_groups(
+    photos: Sequence[str | os.PathLike],
+    cfg: FitConfig,
+    mode: str = "mixed",
+    per_photo: int | None = None,
+    progress: Callable[[str], None] | None = None,
+    keep_images: bool = False,
+) -> list[Group]:
     """Groups from every photo: ``per_photo`` each (default ``cfg.crops_per_scene``; in "single"
     mode, that many per degradation type), built by ``cfg.workers`` processes."""
     from multiprocessing import get_context
@@ -241,8 +266,14 @@ def fit_ranker(groups: Sequence[Group], cfg: FitConfig, info: dict[str, Any] | N
     bt, wt_idx, wt = torch.tensor(better), torch.tensor(worse), torch.tensor(weight, dtype=torch.float32)
     h = cfg.hidden
     if h > 0:
-        net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], h), torch.nn.GELU(), torch.nn.Dropout(cfg.dropout),
-                                  torch.nn.Linear(h, h // 2), torch.nn.GELU(), torch.nn.Linear(h // 2, 1))
+        net = torch.nn.Sequential(
+            torch.nn.Linear(x.shape[1], h),
+            torch.nn.GELU(),
+            torch.nn.Dropout(cfg.dropout),
+            torch.nn.Linear(h, h // 2),
+            torch.nn.GELU(),
+            torch.nn.Linear(h // 2, 1),
+        )
     else:
         net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 1))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -334,8 +365,14 @@ def _cached_groups(cache: Path | None, name: str, key: dict, build: Callable[[],
 DATA_FIELDS = ("crops_per_scene", "size", "seed", "case_fraction", "single_fraction", "second_random_tools", "clean_tools", "tools")
 
 
-def fit_default(train_dir: str | os.PathLike, val_dir: str | os.PathLike, out: str | os.PathLike, cfg: FitConfig = FitConfig(),
-                progress: Callable[[str], None] | None = None, cache: str | os.PathLike | None = None) -> dict[str, Any]:
+def fit_default(
+    train_dir: str | os.PathLike,
+    val_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    cfg: FitConfig = FitConfig(),
+    progress: Callable[[str], None] | None = None,
+    cache: str | os.PathLike | None = None,
+) -> dict[str, Any]:
     """``make judge``: data from the training photos, the fit, its evaluation on the validation
     photos, and the model written to ``out`` (JSON + safetensors). Returns the report."""
     from restore_r1.images import list_images
@@ -353,8 +390,9 @@ def fit_default(train_dir: str | os.PathLike, val_dir: str | os.PathLike, out: s
         cache_dir.mkdir(parents=True, exist_ok=True)
     key = {"data": {f: getattr(cfg, f) for f in DATA_FIELDS}, "features": list(JUDGE_FEATURES)}
     groups = _cached_groups(cache_dir, "train", {**key, "photos": train}, lambda: build_groups(train, cfg, "mixed", progress=progress))
-    val_mixed = _cached_groups(cache_dir, "val_mixed", {**key, "photos": val},
-                               lambda: build_groups(val, cfg, "mixed", per_photo=max(1, cfg.crops_per_scene // 3), progress=progress))
+    val_mixed = _cached_groups(
+        cache_dir, "val_mixed", {**key, "photos": val}, lambda: build_groups(val, cfg, "mixed", per_photo=max(1, cfg.crops_per_scene // 3), progress=progress)
+    )
     val_single = _cached_groups(cache_dir, "val_single", {**key, "photos": val}, lambda: build_groups(val, cfg, "single", per_photo=1, progress=progress))
     t_fit = time.time()
     info = {

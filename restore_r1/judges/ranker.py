@@ -143,8 +143,15 @@ def load_ranker(path: str | os.PathLike | None = None) -> RankerModel:
         raise ChecksumError(f"{weights}: sha256 {digest} differs from {meta['sha256']} recorded in {path}")
     t = load_file(str(weights))
     layers = [(t[f"layer{i}.weight"].astype(np.float64), t[f"layer{i}.bias"].astype(np.float64)) for i in range(int(meta["layers"]))]
-    return RankerModel(JUDGE_FEATURES, t["mean"].astype(np.float64), t["std"].astype(np.float64), layers,
-                       float(meta["db_offset"]), float(meta["db_scale"]), meta.get("info", {}))
+    return RankerModel(
+        JUDGE_FEATURES,
+        t["mean"].astype(np.float64),
+        t["std"].astype(np.float64),
+        layers,
+        float(meta["db_offset"]),
+        float(meta["db_scale"]),
+        meta.get("info", {}),
+    )
 
 
 class RankerJudge:

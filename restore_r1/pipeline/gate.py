@@ -46,8 +46,18 @@ class GateDecision:
 
     def to_markdown(self) -> str:
         verdict = "PASSED: the policy will be registered" if self.passed else "NOT PASSED: the policy is not registered"
-        lines = ["# Promotion gate", "", f"**{verdict}.**", "", self.reason, "", "| | value |", "|---|---|",
-                 f"| metric | `{self.metric}` |", f"| candidate | {_num(self.candidate)} |"]
+        lines = [
+            "# Promotion gate",
+            "",
+            f"**{verdict}.**",
+            "",
+            self.reason,
+            "",
+            "| | value |",
+            "|---|---|",
+            f"| metric | `{self.metric}` |",
+            f"| candidate | {_num(self.candidate)} |",
+        ]
         if self.incumbent_version is not None:
             how = "re-evaluated in this run" if self.reevaluated else "recorded with the same evaluation"
             lines.append(f"| production (v{self.incumbent_version}, {how}) | {_num(self.incumbent)} |")
@@ -73,8 +83,9 @@ def lower_is_better(metric_key: str) -> bool:
     return METRICS.get(metric).lower_better
 
 
-def decide(metric: str, candidate: float | None, incumbent: float | None, incumbent_version: int | None,
-           min_delta: float = 0.0, reevaluated: bool = False) -> GateDecision:
+def decide(
+    metric: str, candidate: float | None, incumbent: float | None, incumbent_version: int | None, min_delta: float = 0.0, reevaluated: bool = False
+) -> GateDecision:
     """Pure decision: pass without an incumbent, else only if the candidate is better by more than ``min_delta``.
 
     Raises:
@@ -87,20 +98,29 @@ def decide(metric: str, candidate: float | None, incumbent: float | None, incumb
     if incumbent_version is None:
         return GateDecision(True, f"No production version yet: the candidate ({metric} = {candidate:.4f}) is registered.", metric, candidate)
     if incumbent is None:
-        return GateDecision(True, f"Production v{incumbent_version} has no {metric}; the candidate is registered.", metric, candidate,
-                            None, incumbent_version, reevaluated)
+        return GateDecision(
+            True, f"Production v{incumbent_version} has no {metric}; the candidate is registered.", metric, candidate, None, incumbent_version, reevaluated
+        )
     lower = lower_is_better(metric)
     gain = (incumbent - candidate) if lower else (candidate - incumbent)
     better = "lower" if lower else "higher"
     passed = gain > min_delta
     verb = "beats" if passed else "does not beat"
-    reason = (f"The candidate {verb} production v{incumbent_version} on {metric} ({better} is better): {candidate:.4f} vs "
-              f"{incumbent:.4f}, margin {gain:+.4f} (required > {min_delta:g}).")
+    reason = (
+        f"The candidate {verb} production v{incumbent_version} on {metric} ({better} is better): {candidate:.4f} vs "
+        f"{incumbent:.4f}, margin {gain:+.4f} (required > {min_delta:g})."
+    )
     return GateDecision(passed, reason, metric, candidate, incumbent, incumbent_version, reevaluated)
 
 
-def gate(results: dict[str, Any], registry, name: str, metric: str = "policy_psnr", min_delta: float = 0.0,
-         reevaluate: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None) -> GateDecision:
+def gate(
+    results: dict[str, Any],
+    registry,
+    name: str,
+    metric: str = "policy_psnr",
+    min_delta: float = 0.0,
+    reevaluate: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None,
+) -> GateDecision:
     """Compares the candidate's evaluation ``results`` with ``name``'s production version in ``registry``.
 
     Args:
@@ -122,7 +142,13 @@ def gate(results: dict[str, Any], registry, name: str, metric: str = "policy_psn
     if production.parameters.get(EVALUATION_PARAM) == wanted and metric in production.metrics:
         return decide(metric, candidate, production.metrics[metric], production.version, min_delta)
     if reevaluate is None:
-        return GateDecision(False, f"Production v{production.version} was evaluated with other settings and no re-evaluation "
-                                   "was allowed; not registering.", metric, candidate, None, production.version)
+        return GateDecision(
+            False,
+            f"Production v{production.version} was evaluated with other settings and no re-evaluation was allowed; not registering.",
+            metric,
+            candidate,
+            None,
+            production.version,
+        )
     again = key_metrics(reevaluate(production, results.get("config", {}))).get(metric)
     return decide(metric, candidate, again, production.version, min_delta, reevaluated=True)

@@ -65,8 +65,11 @@ def summary_markdown(results: dict[str, Any], title: str = "Restore-R1 evaluatio
     lines = [f"# {title}", ""]
     config = results.get("config", {})
     if config:
-        lines += [f"Cases {config.get('cases')}, {config.get('per_case')} per case, seed {config.get('seed')}, "
-                  f"crop {config.get('crop')}, judge `{config.get('judge')}`.", ""]
+        lines += [
+            f"Cases {config.get('cases')}, {config.get('per_case')} per case, seed {config.get('seed')}, "
+            f"crop {config.get('crop')}, judge `{config.get('judge')}`.",
+            "",
+        ]
     lines += ["| method | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
     lines += [f"| {m} | " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for m, row in rows]
     for setting, by_method in results.get("settings", {}).items():
@@ -84,14 +87,17 @@ def summary_html(results: dict[str, Any], eval_dir: str | Path | None = None, ti
     def table(items: list[tuple[str, dict]]) -> str:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in ["method", *columns])
         body = "".join(
-            "<tr><td>" + html.escape(m) + "</td>" + "".join(f"<td>{html.escape(_fmt(row.get(c)))}</td>" for c in columns) + "</tr>"
-            for m, row in items
+            "<tr><td>" + html.escape(m) + "</td>" + "".join(f"<td>{html.escape(_fmt(row.get(c)))}</td>" for c in columns) + "</tr>" for m, row in items
         )
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;"
-             "text-align:right}img{max-width:100%}</style></head><body>", f"<h1>{html.escape(title)}</h1>", table(rows)]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;"
+        "text-align:right}img{max-width:100%}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        table(rows),
+    ]
     for setting, by_method in results.get("settings", {}).items():
         parts += [f"<h2>Setting {html.escape(setting)}</h2>", table(list(by_method.items()))]
     if eval_dir is not None:

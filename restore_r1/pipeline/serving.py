@@ -64,8 +64,9 @@ def _find_model_py(src: Path) -> Path | None:
     return None
 
 
-def export_triton_entry(policy_dir: str | os.PathLike, repository: str | os.PathLike, version: int,
-                        triton_source: str | os.PathLike | None = None) -> ExportResult:
+def export_triton_entry(
+    policy_dir: str | os.PathLike, repository: str | os.PathLike, version: int, triton_source: str | os.PathLike | None = None
+) -> ExportResult:
     """Writes version ``version`` of the ``restore_r1_policy`` model into a local Triton model repository.
 
     The version folder is assembled in a temporary folder and renamed into place, so Triton

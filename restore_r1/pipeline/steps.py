@@ -88,21 +88,39 @@ def synthesize_step(images_uri: str, out_dir: str | os.PathLike, cases: str, per
 
     with tempfile.TemporaryDirectory(prefix="restore-r1-images-") as work:
         images_dir, split = resolve_images(images_uri, work, default_split="train")
-        summary = build_dataset(out_dir, images_dir=images_dir, cases=parse_cases(cases), per_case=per_case, seed=seed,
-                                crop=_crop(crop), progress=False, split=split)
+        summary = build_dataset(
+            out_dir, images_dir=images_dir, cases=parse_cases(cases), per_case=per_case, seed=seed, crop=_crop(crop), progress=False, split=split
+        )
     done = summary.written + summary.skipped
     if done == 0:
         raise ValueError(f"no pair was built from {images_uri or BUNDLED}: " + "; ".join(m for _, m in summary.failures))
     return {
-        "pairs": done, "sources": summary.sources, "cases": cases, "per_case": per_case, "seed": seed, "crop": crop,
-        "images_uri": images_uri or BUNDLED, "manifest_sha256": sha256_file(Path(out_dir) / MANIFEST_NAME),
+        "pairs": done,
+        "sources": summary.sources,
+        "cases": cases,
+        "per_case": per_case,
+        "seed": seed,
+        "crop": crop,
+        "images_uri": images_uri or BUNDLED,
+        "manifest_sha256": sha256_file(Path(out_dir) / MANIFEST_NAME),
         "failures": [m for _, m in summary.failures],
     }
 
 
-def train_step(dataset_dir: str | os.PathLike, policy_out: str | os.PathLike, log_out: str | os.PathLike, judge: str, encoder: str,
-               tools: str, group_size: int, steps: int, max_steps: int, batch_images: int, seed: int,
-               work_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+def train_step(
+    dataset_dir: str | os.PathLike,
+    policy_out: str | os.PathLike,
+    log_out: str | os.PathLike,
+    judge: str,
+    encoder: str,
+    tools: str,
+    group_size: int,
+    steps: int,
+    max_steps: int,
+    batch_images: int,
+    seed: int,
+    work_dir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
     """GRPO training on a data set's degraded images -> policy folder ``policy_out`` + ``train_log.jsonl`` at ``log_out``.
 
     Args:
@@ -118,13 +136,13 @@ def train_step(dataset_dir: str | os.PathLike, policy_out: str | os.PathLike, lo
     from restore_r1.encoders import create_encoder
     from restore_r1.judges import create_judge
 
-    config = GRPOConfig(group_size=group_size, updates=steps, max_steps=max_steps, batch_images=batch_images, seed=seed,
-                        checkpoint_every=max(1, steps // 5) if steps else 0)
+    config = GRPOConfig(
+        group_size=group_size, updates=steps, max_steps=max_steps, batch_images=batch_images, seed=seed, checkpoint_every=max(1, steps // 5) if steps else 0
+    )
     tool_map = available_tool_map(_split_names(tools) or None)
     temp = None if work_dir is not None else tempfile.mkdtemp(prefix="restore-r1-train-")
     try:
-        result = train(dataset_dir, work_dir or temp, encoder=create_encoder(encoder), judge=create_judge(judge), tools=tool_map,
-                       config=config, progress=False)
+        result = train(dataset_dir, work_dir or temp, encoder=create_encoder(encoder), judge=create_judge(judge), tools=tool_map, config=config, progress=False)
         if Path(policy_out).exists():
             shutil.rmtree(policy_out)
         shutil.copytree(result.policy_dir, policy_out)
@@ -137,18 +155,50 @@ def train_step(dataset_dir: str | os.PathLike, policy_out: str | os.PathLike, lo
     return {"parameters": parameters, "final": result.records[-1] if result.records else {}}
 
 
-def evaluation_config(images_uri: str, cases: str, per_case: int, seed: int, crop: int, methods: str, metrics: str,
-                      judge: str, max_steps: int, policy: str | None, images_dir: str | None = None):
+def evaluation_config(
+    images_uri: str,
+    cases: str,
+    per_case: int,
+    seed: int,
+    crop: int,
+    methods: str,
+    metrics: str,
+    judge: str,
+    max_steps: int,
+    policy: str | None,
+    images_dir: str | None = None,
+):
     """The :class:`~restore_r1.evaluate.EvalConfig` the pipeline's evaluate step uses."""
     from restore_r1.degradations import parse_cases
     from restore_r1.evaluate import EvalConfig
 
-    return EvalConfig(cases=parse_cases(cases), per_case=per_case, seed=seed, crop=_crop(crop), methods=_split_names(methods),
-                      metrics=_split_names(metrics), max_steps=max_steps, images=images_dir, policy=policy, judge=judge)
+    return EvalConfig(
+        cases=parse_cases(cases),
+        per_case=per_case,
+        seed=seed,
+        crop=_crop(crop),
+        methods=_split_names(methods),
+        metrics=_split_names(metrics),
+        max_steps=max_steps,
+        images=images_dir,
+        policy=policy,
+        judge=judge,
+    )
 
 
-def evaluate_step(policy_dir: str | os.PathLike, images_uri: str, out_dir: str | os.PathLike, cases: str, per_case: int, seed: int,
-                  crop: int, methods: str, metrics: str, judge: str, max_steps: int = 5) -> dict[str, Any]:
+def evaluate_step(
+    policy_dir: str | os.PathLike,
+    images_uri: str,
+    out_dir: str | os.PathLike,
+    cases: str,
+    per_case: int,
+    seed: int,
+    crop: int,
+    methods: str,
+    metrics: str,
+    judge: str,
+    max_steps: int = 5,
+) -> dict[str, Any]:
     """Evaluates the policy (and the baselines in ``methods``) on held-out images into ``out_dir``.
 
     ``images_uri`` is ``bundled`` (the held-out photos), a folder or ``s3://...``.
@@ -180,8 +230,7 @@ def read_results(eval_dir: str | os.PathLike) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def gate_step(eval_dir: str | os.PathLike, registry: str, name: str, metric: str = "policy_psnr", min_delta: float = 0.0,
-              endpoint: str = ""):
+def gate_step(eval_dir: str | os.PathLike, registry: str, name: str, metric: str = "policy_psnr", min_delta: float = 0.0, endpoint: str = ""):
     """The promotion gate (:func:`restore_r1.pipeline.gate.gate`), re-evaluating production when its
     recorded evaluation used other settings."""
     from restore_r1.evaluate import EvalConfig, evaluate
@@ -202,9 +251,18 @@ def gate_step(eval_dir: str | os.PathLike, registry: str, name: str, metric: str
     return gate(results, reg, name, metric=metric, min_delta=min_delta, reevaluate=reevaluate)
 
 
-def register_step(policy_dir: str | os.PathLike, eval_dir: str | os.PathLike, registry: str, name: str, promote: bool,
-                  endpoint: str = "", dataset: dict[str, Any] | None = None, parameters: dict[str, Any] | None = None,
-                  run: dict[str, Any] | None = None, model_registry_address: str = ""):
+def register_step(
+    policy_dir: str | os.PathLike,
+    eval_dir: str | os.PathLike,
+    registry: str,
+    name: str,
+    promote: bool,
+    endpoint: str = "",
+    dataset: dict[str, Any] | None = None,
+    parameters: dict[str, Any] | None = None,
+    run: dict[str, Any] | None = None,
+    model_registry_address: str = "",
+):
     """Publishes the policy with its evaluation's key metrics; ``production`` if ``promote`` else ``staging``.
 
     With ``model_registry_address`` (``host:port``), the version is also mirrored into the
@@ -220,8 +278,16 @@ def register_step(policy_dir: str | os.PathLike, eval_dir: str | os.PathLike, re
     results = read_results(eval_dir)
     reg = open_registry(registry, endpoint_url=endpoint or None)
     params = {**(parameters or {}), EVALUATION_PARAM: evaluation_settings(results.get("config", {}))}
-    version = publish_policy(reg, name, policy_dir, metrics=key_metrics(results), parameters=params, dataset=dict(dataset or {}),
-                             run=dict(run or {}), stage="production" if promote else "staging")
+    version = publish_policy(
+        reg,
+        name,
+        policy_dir,
+        metrics=key_metrics(results),
+        parameters=params,
+        dataset=dict(dataset or {}),
+        run=dict(run or {}),
+        stage="production" if promote else "staging",
+    )
     if model_registry_address:
         from restore_r1.registry.kubeflow import KubeflowModelRegistry
 
@@ -232,8 +298,9 @@ def register_step(policy_dir: str | os.PathLike, eval_dir: str | os.PathLike, re
     return version
 
 
-def export_step(registry: str, name: str, version: int, out_dir: str | os.PathLike, endpoint: str = "",
-                model_repository: str = "", triton_source: str | None = None):
+def export_step(
+    registry: str, name: str, version: int, out_dir: str | os.PathLike, endpoint: str = "", model_repository: str = "", triton_source: str | None = None
+):
     """Pulls ``name@version`` (sha256-verified) and writes its Triton entry under ``out_dir``.
 
     With ``model_repository`` (a folder or ``s3://bucket/prefix`` that Triton serves from), the

@@ -47,9 +47,27 @@ from restore_r1.registry.stores import (
 )
 
 __all__ = [
-    "ArtifactFile", "KeyNotFoundError", "LATEST", "LocalStore", "ModelVersion", "OrphanedUpload", "POLICY_FORMAT", "Registry",
-    "RegistryError", "S3Store", "STAGES", "StoreUnavailableError", "VersionNotFoundError", "check_name",
-    "check_stage", "default_cache_dir", "open_registry", "parse_registry_uri", "publish_policy", "pull_policy", "registry_location",
+    "ArtifactFile",
+    "KeyNotFoundError",
+    "LATEST",
+    "LocalStore",
+    "ModelVersion",
+    "OrphanedUpload",
+    "POLICY_FORMAT",
+    "Registry",
+    "RegistryError",
+    "S3Store",
+    "STAGES",
+    "StoreUnavailableError",
+    "VersionNotFoundError",
+    "check_name",
+    "check_stage",
+    "default_cache_dir",
+    "open_registry",
+    "parse_registry_uri",
+    "publish_policy",
+    "pull_policy",
+    "registry_location",
 ]
 
 #: Environment variable: the registry's location (folder or s3://bucket/prefix).

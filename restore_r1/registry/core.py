@@ -301,9 +301,18 @@ class Registry:
             self.store.upload(f"{artifact_key}/{rel}", path)
         self._verify_stored(artifact_key, records)
         version = ModelVersion(
-            name=name, version=0, format=format, artifact_uri=self.store.uri(artifact_key), artifact_key=artifact_key,
-            files=records, metrics={k: float(v) for k, v in (metrics or {}).items()}, parameters=dict(parameters or {}),
-            dataset=dict(dataset or {}), run=dict(run or {}), created=_now(), description=description,
+            name=name,
+            version=0,
+            format=format,
+            artifact_uri=self.store.uri(artifact_key),
+            artifact_key=artifact_key,
+            files=records,
+            metrics={k: float(v) for k, v in (metrics or {}).items()},
+            parameters=dict(parameters or {}),
+            dataset=dict(dataset or {}),
+            run=dict(run or {}),
+            created=_now(),
+            description=description,
         )
         existing = self.version_numbers(name)
         number = (existing[-1] if existing else 0) + 1
@@ -349,8 +358,7 @@ class Registry:
         self.store.write(f"{name}/{ALIASES_DIR}/{stage}.json", json.dumps(record, sort_keys=True).encode())
         return self.get(name, number)
 
-    def collect_garbage(self, name: str, min_age_s: float = GC_MIN_AGE_S, dry_run: bool = False,
-                        now: float | None = None) -> list[OrphanedUpload]:
+    def collect_garbage(self, name: str, min_age_s: float = GC_MIN_AGE_S, dry_run: bool = False, now: float | None = None) -> list[OrphanedUpload]:
         """Finds (and unless ``dry_run`` deletes) the uploads of ``name`` that no version references.
 
         An upload counts only when its newest file is at least ``min_age_s`` old. The uploads are

@@ -48,8 +48,9 @@ class KubeflowModelRegistry:
         self.client = client
 
     @classmethod
-    def connect(cls, server_address: str, port: int | None = None, author: str = "restore-r1", is_secure: bool | None = None,
-                user_token_envvar: str | None = None) -> KubeflowModelRegistry:
+    def connect(
+        cls, server_address: str, port: int | None = None, author: str = "restore-r1", is_secure: bool | None = None, user_token_envvar: str | None = None
+    ) -> KubeflowModelRegistry:
         """Connects with the ``model-registry`` client (imported here: it is optional).
 
         Raises:

@@ -255,7 +255,8 @@ class S3Store:
 
     def _call(self, what: str, key: str, fn, *args, **kwargs):
         """Runs one boto3 call; turns connection failures and missing keys into typed errors."""
-        from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
+        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import ConnectionError as BotoConnectionError
 
         try:
             return fn(*args, **kwargs)

@@ -374,10 +374,12 @@ class PolicyModel:
                 pos = 0
                 for i, imgs, _ in parsed:
                     n = len(imgs)
-                    responses[i] = pb.InferenceResponse(output_tensors=[
-                        pb.Tensor(ACTION, actions[pos : pos + n].reshape(n, 1)),
-                        pb.Tensor(ACTION_NAME, np.array([[s.encode()] for s in names[pos : pos + n]], dtype=np.object_).reshape(n, 1)),
-                    ])
+                    responses[i] = pb.InferenceResponse(
+                        output_tensors=[
+                            pb.Tensor(ACTION, actions[pos : pos + n].reshape(n, 1)),
+                            pb.Tensor(ACTION_NAME, np.array([[s.encode()] for s in names[pos : pos + n]], dtype=np.object_).reshape(n, 1)),
+                        ]
+                    )
                     pos += n
         return responses
 
@@ -464,8 +466,10 @@ class AgentModel:
         self.max_pixels = int(config_parameter(config, PARAM_MAX_PIXELS, str(DEFAULT_MAX_PIXELS)))
         workers = int(config_parameter(config, PARAM_WORKERS, str(DEFAULT_WORKERS)))
         if self.tool_timeout_s <= 0 or self.max_pixels < MIN_SIDE * MIN_SIDE or workers < 1:
-            raise ValueError(f"agent parameters: {PARAM_TOOL_TIMEOUT}={self.tool_timeout_s} must be > 0, "
-                             f"{PARAM_MAX_PIXELS}={self.max_pixels} >= {MIN_SIDE * MIN_SIDE}, {PARAM_WORKERS}={workers} >= 1")
+            raise ValueError(
+                f"agent parameters: {PARAM_TOOL_TIMEOUT}={self.tool_timeout_s} must be > 0, "
+                f"{PARAM_MAX_PIXELS}={self.max_pixels} >= {MIN_SIDE * MIN_SIDE}, {PARAM_WORKERS}={workers} >= 1"
+            )
         self.judge = create_judge(self.judge_name)
         # Episodes of one batch run side by side; BLS calls run on a second pool so a call that
         # never returns is abandoned after tool_timeout_s instead of blocking its episode.
@@ -482,6 +486,7 @@ class AgentModel:
     def _bls(self, model: str, inputs: list, outputs: list[str], reason: str, what: str) -> list[np.ndarray]:
         pb = self.pb
         request = pb.InferenceRequest(model_name=model, requested_output_names=outputs, inputs=inputs)
+
         def call():
             with self.bls_lock:
                 return request.exec()
@@ -490,8 +495,9 @@ class AgentModel:
         try:
             response = future.result(timeout=self.tool_timeout_s)
         except FutureTimeout:
-            raise ServingError(m.ERROR_TOOL_TIMEOUT if reason == m.ERROR_TOOL_FAILED else reason,
-                               f"{what}: model {model} did not answer within {self.tool_timeout_s:g} s") from None
+            raise ServingError(
+                m.ERROR_TOOL_TIMEOUT if reason == m.ERROR_TOOL_FAILED else reason, f"{what}: model {model} did not answer within {self.tool_timeout_s:g} s"
+            ) from None
         if response.has_error():
             raise ServingError(reason, f"{what}: model {model} failed: {response.error().message()}")
         out = []
@@ -568,10 +574,12 @@ class AgentModel:
         events.increment(m.REQUESTS_TOTAL, outcome=m.OUTCOME_OK)
         events.observe(m.REQUEST_LATENCY_SECONDS, time.perf_counter() - start)
         trajectories = np.array([[json.dumps(ep.trajectory()).encode()] for ep in episodes], dtype=np.object_)
-        return pb.InferenceResponse(output_tensors=[
-            pb.Tensor(OUTPUT_IMAGE, np.ascontiguousarray(np.stack([ep.image for ep in episodes]))),
-            pb.Tensor(TRAJECTORY, trajectories),
-        ])
+        return pb.InferenceResponse(
+            output_tensors=[
+                pb.Tensor(OUTPUT_IMAGE, np.ascontiguousarray(np.stack([ep.image for ep in episodes]))),
+                pb.Tensor(TRAJECTORY, trajectories),
+            ]
+        )
 
     def execute(self, requests: list) -> list:
         # The requests Triton grouped run side by side, so their policy and tool calls reach

@@ -79,8 +79,10 @@ def venv_layout(venv: str | os.PathLike) -> dict[str, Path | str]:
     """Paths the server needs from a Triton venv: ``tritonserver``, ``backends``, ``stub``, ``libdir``, ``libs``."""
     venv = Path(venv)
     python = _venv_python(venv)
-    code = ("import sys, sysconfig, pytriton, pathlib; p = pathlib.Path(pytriton.__file__).parent; "
-            "print(sysconfig.get_config_var('LIBDIR')); print(p); print(f'{sys.version_info[0]}.{sys.version_info[1]}')")
+    code = (
+        "import sys, sysconfig, pytriton, pathlib; p = pathlib.Path(pytriton.__file__).parent; "
+        "print(sysconfig.get_config_var('LIBDIR')); print(p); print(f'{sys.version_info[0]}.{sys.version_info[1]}')"
+    )
     try:
         out = subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True, timeout=60).stdout.split("\n")
     except subprocess.CalledProcessError as exc:
@@ -148,10 +150,14 @@ class TritonServer:
             "tritonserver",
             f"--model-repository={Path(self.repository).resolve()}",
             f"--backend-directory={backends}",
-            f"--http-address={HOST}", f"--http-port={self.http_port}",
-            f"--grpc-address={HOST}", f"--grpc-port={self.grpc_port}",
-            f"--metrics-address={HOST}", f"--metrics-port={self.metrics_port}",
-            "--allow-metrics=true", "--allow-gpu-metrics=false",
+            f"--http-address={HOST}",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={HOST}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={HOST}",
+            f"--metrics-port={self.metrics_port}",
+            "--allow-metrics=true",
+            "--allow-gpu-metrics=false",
             "--log-verbose=0",
             f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
             # A shared-memory region per python model large enough that concurrent BLS calls
@@ -254,8 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="cpu", help="model config name ('cpu'; 'default' for config.pbtxt)")
     parser.add_argument("--once", action="store_true", help="stop as soon as the server is ready (a smoke test)")
     args = parser.parse_args(argv)
-    server = TritonServer(Path(args.repo), Path(args.venv), args.http_port, args.grpc_port, args.metrics_port,
-                          None if args.config == "default" else args.config)
+    server = TritonServer(
+        Path(args.repo), Path(args.venv), args.http_port, args.grpc_port, args.metrics_port, None if args.config == "default" else args.config
+    )
     stop = {"now": False}
 
     def on_signal(signum, frame) -> None:
@@ -268,8 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     except ServerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"Triton ready (pid {server.pid}): HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {server.metrics_url}; "
-          f"log {server.log_path}. Ctrl-C stops it.", flush=True)
+    print(
+        f"Triton ready (pid {server.pid}): HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {server.metrics_url}; "
+        f"log {server.log_path}. Ctrl-C stops it.",
+        flush=True,
+    )
     try:
         while not stop["now"] and not args.once and server.process.poll() is None:
             time.sleep(0.5)

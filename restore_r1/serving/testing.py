@@ -28,8 +28,9 @@ def make_random_policy(directory: str | os.PathLike, tools: Sequence[str] = FAST
     from restore_r1.encoders import STATS_DIM, create_encoder
 
     encoder = create_encoder("stats")
-    config = PolicyConfig("stats", encoder.config(), STATS_DIM, list(tools), hidden_sizes=(32,), max_steps=max_steps,
-                          extra={"note": "random policy for serving tests"})
+    config = PolicyConfig(
+        "stats", encoder.config(), STATS_DIM, list(tools), hidden_sizes=(32,), max_steps=max_steps, extra={"note": "random policy for serving tests"}
+    )
     gen = torch.Generator().manual_seed(seed)
     policy = Policy(config, generator=gen)
     head = [mod for mod in policy.mlp if isinstance(mod, torch.nn.Linear)][-1]

@@ -68,8 +68,14 @@ class Variant:
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
-        Variant("6L", 6, 1, 0.06), Variant("6M", 6, 1, 0.10), Variant("6H", 6, 1, 0.20), Variant("6N", 6, 2, None),
-        Variant("17L", 17, 1, 0.06), Variant("17M", 17, 1, 0.10), Variant("17H", 17, 1, 0.20), Variant("17N", 17, 2, None),
+        Variant("6L", 6, 1, 0.06),
+        Variant("6M", 6, 1, 0.10),
+        Variant("6H", 6, 1, 0.20),
+        Variant("6N", 6, 2, None),
+        Variant("17L", 17, 1, 0.06),
+        Variant("17M", 17, 1, 0.10),
+        Variant("17H", 17, 1, 0.20),
+        Variant("17N", 17, 2, None),
     )
 }
 #: The variants shipped in the package, chosen by measurement (bench/results/tools.md, "DnCNN"):
@@ -175,9 +181,7 @@ class DnCNN:
     def from_variables(cls, variables: dict[str, np.ndarray], variant: str) -> DnCNN:
         import torch
 
-        layers = tuple(
-            (torch.from_numpy(w), None if b is None else torch.from_numpy(b)) for w, b in fold_layers(variables, variant)
-        )
+        layers = tuple((torch.from_numpy(w), None if b is None else torch.from_numpy(b)) for w, b in fold_layers(variables, variant))
         return cls(variant_info(variant), layers)
 
     def forward(self, x, padding: str = "circular"):

@@ -104,13 +104,13 @@ def paper_tools() -> list[Tool]:
     """The 28 tools of docs/method.md §4: 3 embedded brightening tools, then the 25 neural ones."""
     tools = [
         Tool("clahe", "dark", "function", "Apache-2.0", True, "CLAHE on V of HSV, clipLimit 2.0, 8×8 tiles (AgenticIR)", fn=classic.clahe),
-        Tool("gamma_correction", "dark", "function", "Apache-2.0", True, "gamma γ=2/3 on V of HSV: 255·(v/255)^(1/1.5) (AgenticIR)", fn=classic.gamma_correction),
+        Tool(
+            "gamma_correction", "dark", "function", "Apache-2.0", True, "gamma γ=2/3 on V of HSV: 255·(v/255)^(1/1.5) (AgenticIR)", fn=classic.gamma_correction
+        ),
         Tool("constant_shift", "dark", "function", "Apache-2.0", True, "V of HSV + 40, clipped (AgenticIR)", fn=classic.constant_shift),
     ]
     for m in PAPER_MODELS:
         spec = weight_spec(m)
         runner = TorchScriptRunner(spec, pad_multiple=m.pad_multiple)
-        tools.append(
-            Tool(m.name, m.degradation, "torchscript", m.licence, True, f"{m.model} ({m.source})", fn=runner, weights=spec, batch_fn=runner.run_batch)
-        )
+        tools.append(Tool(m.name, m.degradation, "torchscript", m.licence, True, f"{m.model} ({m.source})", fn=runner, weights=spec, batch_fn=runner.run_batch))
     return tools

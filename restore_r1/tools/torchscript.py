@@ -98,7 +98,9 @@ def _forward_tiled(model, x, multiple: int, tile: int, overlap: int):
     return out / weight
 
 
-def run_model(model, imgs: Sequence[np.ndarray], device: str, pad_multiple: int = 8, tile: int | None = None, overlap: int = DEFAULT_TILE_OVERLAP) -> list[np.ndarray]:
+def run_model(
+    model, imgs: Sequence[np.ndarray], device: str, pad_multiple: int = 8, tile: int | None = None, overlap: int = DEFAULT_TILE_OVERLAP
+) -> list[np.ndarray]:
     """Runs ``model`` on same-sized uint8 RGB H×W×3 images; returns uint8 RGB of the same shape.
 
     Args:
