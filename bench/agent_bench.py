@@ -52,7 +52,7 @@ def check_targets(results: dict) -> list[dict]:
             {"target": "policy below input PSNR in at most 2 of the 15 cases", "value": f"{len(cases)} ({', '.join(cases) or '-'})", "met": len(cases) <= 2}
         )
         per_deg = np.mean([r["policy"]["tool_calls"] / len(CASES[int(c)].degradations) for c, r in results["cases"].items()])
-        rows.append({"target": "at most 1.5 tool calls per degradation present", "value": f"{per_deg:.2f}", "met": per_deg <= 1.5})
+        rows.append({"target": "at most 1.5 tool calls per degradation present", "value": f"{per_deg:.2f}", "met": bool(per_deg <= 1.5)})
     if p and e:
         gap = p["psnr"] - e["psnr"]
         rows.append({"target": "policy PSNR within 0.3 dB of exploration (same judge)", "value": f"{gap:+.2f} dB", "met": gap >= -0.3})

@@ -112,3 +112,20 @@ def test_build_group_is_deterministic_and_holds_every_kind(tmp_path, textured_sc
     assert {"clean", "degraded", "tool", "tool2", "clean_tool"} <= set(a.kind) and a.psnr[a.kind.index("clean")] == F.PSNR_CAP
     single = F.build_group(str(photo), 2, cfg, "single")
     assert single.degradations == ["jpeg"] and "tool2" not in single.kind
+
+
+def test_group_cache_reuses_only_the_same_data_settings(tmp_path):
+    calls = []
+
+    def build():
+        calls.append(1)
+        return _toy_groups(2, len(calls))
+
+    a = F._cached_groups(tmp_path, "train", {"k": 1}, build)
+    b = F._cached_groups(tmp_path, "train", {"k": 1}, build)
+    assert len(calls) == 1 and np.array_equal(a[0].x, b[0].x)
+    F._cached_groups(tmp_path, "train", {"k": 2}, build)
+    assert len(calls) == 2
+    (tmp_path / "train.pkl").write_bytes(b"not a pickle")
+    F._cached_groups(tmp_path, "train", {"k": 2}, build)
+    assert len(calls) == 3

@@ -83,8 +83,8 @@ class FitConfig:
     single_fraction: float = 0.3  #: share of groups degraded by exactly one random type
     second_random_tools: int = 4  #: random extra tools in each second step
     clean_tools: int = 3  #: random tools applied to the clean crop
-    hidden: int = 0  #: width of the MLP's first hidden layer (the second is half); 0: a linear ranker
-    epochs: int = 600  #: full-batch steps (each samples ``pair_batch`` pairs)
+    hidden: int = 128  #: width of the MLP's first hidden layer (the second is half); 0: a linear ranker
+    epochs: int = 150  #: full-batch steps (each samples ``pair_batch`` pairs)
     pair_batch: int = 20000  #: pairs per step
     lr: float = 3e-3  #: AdamW learning rate
     weight_decay: float = 1e-3  #: AdamW weight decay
