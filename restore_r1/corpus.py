@@ -208,7 +208,7 @@ def read_manifest(folder: str | os.PathLike | None = None) -> list[dict]:
     if not path.is_file():
         raise CorpusError(f"no corpus at {path.parent} (missing {MANIFEST_NAME}): run `make data` or `restore-r1 data fetch --out {path.parent}`")
     try:
-        entries = json.loads(path.read_text())["photos"]
+        entries = json.loads(path.read_text(encoding="utf-8"))["photos"]
     except (ValueError, KeyError, TypeError) as exc:
         raise CorpusError(f"corrupt corpus manifest {path}: {exc}") from None
     return entries

@@ -128,7 +128,7 @@ def load_ranker(path: str | os.PathLike | None = None) -> RankerModel:
     if not path.is_file():
         raise WeightsNotFoundError(f"ranker judge model {path} not found; `make judge` fits it (or pass path=)")
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise RankerError(f"ranker judge model {path} is not JSON: {exc}") from None
     if meta.get("format") != RANKER_FORMAT or meta.get("kind") != "ranker":

@@ -348,7 +348,7 @@ def dncnn_denoise(img: np.ndarray, model: DnCNN, colour: str = COLOUR, sigma_sca
 
 def _index() -> dict:
     path = DNCNN_DATA_DIR / DNCNN_INDEX
-    return json.loads(path.read_text())["files"] if path.is_file() else {}
+    return json.loads(path.read_text(encoding="utf-8"))["files"] if path.is_file() else {}
 
 
 def weight_spec(variant: str) -> WeightSpec:
