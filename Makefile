@@ -51,8 +51,9 @@ data: $(STAMP)
 # The offline default judge `ranker` (restore_r1/judges/fit.py): synthetic data of the corpus's training
 # scenes, a RankNet fit, its evaluation on the validation scenes (bench/results/judge_fit.json). ~12 min.
 JUDGE_MODEL := restore_r1/data/judges/ranker.json
+RELATIVE_MODEL := restore_r1/data/judges/relative.json
 judge: data
-	$(BIN)/python -m restore_r1.judges.fit --train $(CORPUS)/train --val $(CORPUS)/val --out $(JUDGE_MODEL) --report bench/results/judge_fit.json --cache .cache/judge_fit
+	$(BIN)/python -m restore_r1.judges.fit --train $(CORPUS)/train --val $(CORPUS)/val --out $(JUDGE_MODEL) --relative-out $(RELATIVE_MODEL) --report bench/results/judge_fit.json --cache .cache/judge_fit
 
 # promtool (alert rule tests) from Debian's prometheus package, unpacked into an ignored folder.
 PROMTOOL := .cache/promtool/usr/bin/promtool

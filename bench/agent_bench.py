@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="runs/agent_bench", help="evaluation folder (resumable)")
     parser.add_argument("--methods", default=None, help="comma list (default: all); runs into the same --work resume")
     parser.add_argument("--tools", default=None, help="comma list of tools every method may use (default: the policy's)")
+    parser.add_argument("--judge", default="default", help="judge of the exploration baseline and the reported scores (default: the offline default)")
     args = parser.parse_args(argv)
 
     extra = {"methods": args.methods.split(",")} if args.methods else {}
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         oracle_depth=args.oracle_depth,
         policy=args.policy,
         tools=args.tools.split(",") if args.tools else None,
+        judge=args.judge,
         **extra,
     )
     start = time.perf_counter()

@@ -35,7 +35,7 @@ from restore_r1.judges.fit import FIT_TOOLS, FitConfig, build_groups, evaluate_s
 
 #: The offline judges compared (the catalogue's offline entries).
 JUDGE_NAMES = tuple(n for n, e in JUDGES.items() if e.offline)
-EXPLORATION_JUDGES = ("ranker", "calibrated")
+EXPLORATION_JUDGES = ("relative", "ranker", "calibrated")
 SIZE = 256
 
 
@@ -48,6 +48,12 @@ def heldout_folder(tmp: Path) -> Path:
 
 
 def score_groups(groups, judge) -> list[np.ndarray]:
+    """Each group's images scored by ``judge``; a relative judge scores them against the group's
+    degraded input (the image an episode would start from)."""
+    from restore_r1.judges.relative import is_relative
+
+    if is_relative(judge):
+        return [np.asarray(judge.score_relative([g.images[g.kind.index("degraded")]] * len(g.images), g.images), dtype=np.float64) for g in groups]
     return [np.asarray(judge.score(g.images), dtype=np.float64) for g in groups]
 
 

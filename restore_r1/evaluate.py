@@ -240,7 +240,10 @@ def evaluate(config: EvalConfig, out_dir: str | os.PathLike, progress: bool = Tr
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     saved_config = out / "config.json"
+    from restore_r1.judges import resolve_judge_name
+
     config_dict = asdict(config)
+    config_dict["judge"] = resolve_judge_name(config.judge)  # "default" names a judge that may change
     if saved_config.is_file():
         previous = json.loads(saved_config.read_text())
         keys = ("cases", "per_case", "seed", "crop", "images", "max_steps", "oracle_depth", "judge", "policy", "tools")

@@ -12,7 +12,7 @@ from skimage import data, transform
 
 import restore_r1.cli as cli
 from restore_r1.images import write_image
-from restore_r1.judges import JUDGES, create_judge, judge_availability
+from restore_r1.judges import JUDGES, create_judge, judge_availability, judge_is_relative
 
 
 @pytest.fixture(autouse=True)
@@ -156,6 +156,10 @@ def test_several_images_need_a_reference_folder(files, capsys):
 @pytest.mark.parametrize("judge", [*JUDGES.names(), "default"])
 def test_every_judge_is_a_metric_column(files, capsys, judge):
     column = f"judge:{judge}"
+    if judge_is_relative(judge):  # scored against the input it was restored from: needs --ref
+        code, _, err = _run(capsys, files["a"], "--metrics", column)
+        assert code == 2 and "--ref" in err
+        return
     code, out, err = _run(capsys, files["a"], files["b"], "--metrics", f"piqe,{column}", "--json")
     assert code == 0 and err == ""
     rows = json.loads(out)
@@ -167,6 +171,14 @@ def test_every_judge_is_a_metric_column(files, capsys, judge):
     expected = create_judge(judge).score([files["clean"], files["shifted"]])
     assert [r["scores"][column] for r in rows] == pytest.approx(expected)
     assert all(r["scores"]["piqe"] is not None and r["unavailable"] == {} for r in rows)
+
+
+def test_relative_judge_scores_an_image_against_its_input(files, capsys):
+    code, out, err = _run(capsys, files["b"], "--ref", files["a"], "--metrics", "judge:relative", "--json")
+    assert code == 0 and err == ""
+    (row,) = json.loads(out)
+    expected = create_judge("relative").score_relative([files["clean"]], [files["shifted"]])[0]
+    assert row["scores"]["judge:relative"] == pytest.approx(expected)
 
 
 def test_judges_and_full_reference_metrics_in_one_table(files, capsys):

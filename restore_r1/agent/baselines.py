@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from restore_r1.catalog import Catalogue
+from restore_r1.judges.relative import is_relative
 from restore_r1.metrics import psnr
 
 ToolFn = Callable[[np.ndarray], np.ndarray]
@@ -113,7 +114,8 @@ def run_fixed(img: np.ndarray, *, tools: Mapping[str, ToolFn], sequence: Sequenc
 def run_exploration(img: np.ndarray, *, tools: Mapping[str, ToolFn], judge, max_steps: int = 5, **_: object) -> MethodResult:
     """AgenticIR-style try-all-and-keep-the-best search with rollback (see the module doc)."""
     names = sorted(tools)
-    current, current_score = img, _judge_one(judge, img)
+    relative = is_relative(judge)  # scores each candidate against the input image
+    current, current_score = img, (0.0 if relative else _judge_one(judge, img))
     kept: list[str] = []
     scores = [current_score]
     calls = 0
@@ -123,7 +125,7 @@ def run_exploration(img: np.ndarray, *, tools: Mapping[str, ToolFn], judge, max_
         for name in candidates:
             outputs.append(tools[name](current))
             calls += 1
-        cand_scores = [float(s) for s in judge.score(outputs)]
+        cand_scores = [float(s) for s in (judge.score_relative([img] * len(outputs), outputs) if relative else judge.score(outputs))]
         best = int(np.argmax(cand_scores))
         if cand_scores[best] <= current_score:
             break  # every try lowered the judge score: roll back and stop

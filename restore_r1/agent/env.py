@@ -19,6 +19,7 @@ import torch
 from restore_r1.agent.grpo import step_rewards
 from restore_r1.agent.policy import STOP, Policy
 from restore_r1.images import check_rgb, image_digest
+from restore_r1.judges.relative import is_relative
 
 #: Default number of entries a cache keeps before evicting the least recently used.
 DEFAULT_CACHE_ENTRIES = 4096
@@ -142,7 +143,17 @@ def feature_cache(encoder, max_entries: int = DEFAULT_CACHE_ENTRIES) -> DigestCa
 
 
 def score_cache(judge, max_entries: int = DEFAULT_CACHE_ENTRIES) -> DigestCache:
-    """A :class:`DigestCache` of ``judge.score`` values (floats, higher is better)."""
+    """A :class:`DigestCache` of ``judge.score`` values (floats, higher is better).
+
+    For a relative judge (:func:`restore_r1.judges.relative.is_relative`) the cached items are
+    ``(start image, image)`` pairs keyed by ``"start digest>digest"``, scored by
+    ``judge.score_relative``."""
+    if is_relative(judge):
+
+        def compute(pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:
+            return [float(s) for s in judge.score_relative([p[0] for p in pairs], [p[1] for p in pairs])]
+
+        return DigestCache(compute, max_entries)
 
     def compute(images: list[np.ndarray]) -> list[float]:
         return [float(s) for s in judge.score(images)]
@@ -177,7 +188,8 @@ class Trajectory:
         action_names: the same as names ("STOP" for stop).
         log_probs: log π(a_t | s_t) of each decision under the acting policy.
         features: float32 [decisions, D] encoder features of the image each decision saw.
-        scores: judge scores Q(I_0), Q(I_1), ... (decisions + 1 values; STOP repeats the last).
+        scores: judge scores Q(I_0), Q(I_1), ... (decisions + 1 values; STOP repeats the last);
+            with a relative judge Q(I_t | I_0), so Q(I_0) = 0.
         rewards: r_t = Q(I_{t+1}) - Q(I_t) - c·[tool call], one per decision.
         final_image: uint8 RGB H×W×3 after the last tool (read-only when a tool ran).
         steps: number of tool calls.
@@ -230,7 +242,9 @@ def rollout_many(
         encoder: ``.encode(list of images) -> float32 [N, D]``.
         images: start images, uint8 RGB H×W×3.
         tools: name -> callable for every name in ``policy.config.tool_names``.
-        judge: ``.score(list of images) -> list of floats``, higher is better.
+        judge: ``.score(list of images) -> list of floats``, higher is better; or a relative
+            judge (``.score_relative(starts, images)``), which scores each image against its
+            episode's start image.
         greedy: argmax actions (inference) or sampled ones (training).
         generator: torch generator for sampling.
         tool_cost: c in the reward.
@@ -255,7 +269,12 @@ def rollout_many(
     actions: list[list[int]] = [[] for _ in range(n)]
     log_probs: list[list[float]] = [[] for _ in range(n)]
     feats: list[list[np.ndarray]] = [[] for _ in range(n)]
-    scores: list[list[float]] = [[s] for s in caches.scores.get_many(current, digests)]
+    relative = is_relative(judge)
+    starts, start_digests = list(current), list(digests)
+    if relative:
+        scores: list[list[float]] = [[0.0] for _ in range(n)]
+    else:
+        scores = [[s] for s in caches.scores.get_many(current, digests)]
     active = list(range(n))
     while active:
         # The decision at step max_steps can only be STOP (log-prob 0): end without asking.
@@ -277,7 +296,11 @@ def rollout_many(
                 name = cfg.tool_names[a]
                 current[i], digests[i] = caches.tools.apply(name, tools[name], current[i], digests[i])
                 moved.append(i)
-        if moved:
+        if moved and relative:
+            new_scores = caches.scores.get_many([(starts[i], current[i]) for i in moved], [f"{start_digests[i]}>{digests[i]}" for i in moved])
+            for i, s in zip(moved, new_scores):
+                scores[i].append(s)
+        elif moved:
             new_scores = caches.scores.get_many([current[i] for i in moved], [digests[i] for i in moved])
             for i, s in zip(moved, new_scores):
                 scores[i].append(s)

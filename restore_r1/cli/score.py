@@ -3,7 +3,9 @@
 Metrics (``--metrics``): names from :func:`restore_r1.metrics.list_metrics`, and judges as
 ``judge:NAME`` (a name of :data:`restore_r1.judges.JUDGES`, or ``judge:default``), scored by
 ``create_judge(NAME).score([image])`` on their 1–5 scale (higher is better). Judges are
-no-reference and run with their defaults (``--device`` is for the metrics).
+no-reference and run with their defaults (``--device`` is for the metrics), except the relative
+judge (``judge:relative``): it scores a restored image against the INPUT it was restored from,
+given as ``--ref``, in predicted dB of PSNR gain.
 
 References (``--ref``): with one image, ``--ref`` is the reference file (or a folder holding a
 file of the image's name); with several images it must be a folder, and each image is compared
@@ -164,19 +166,20 @@ def _judge_name(name: str) -> str | None:
 
 
 def _full_reference(name: str) -> bool:
-    """Whether column ``name`` needs a reference (judges never do).
+    """Whether column ``name`` needs a reference (judges only when relative: the reference is
+    then the input the image was restored from, not a clean image).
 
     Raises:
         KeyError: unknown metric or judge (with close matches).
     """
-    from restore_r1.judges import judge_availability
+    from restore_r1.judges import judge_availability, judge_is_relative
     from restore_r1.metrics import METRICS
 
     judge = _judge_name(name)
     if judge is None:
         return METRICS.get(name).full_reference
     judge_availability(judge)  # KeyError for an unknown judge, before any image is read
-    return False
+    return judge_is_relative(judge)
 
 
 def _availability(name: str) -> tuple[bool, str]:
@@ -200,6 +203,8 @@ def _scorer(name: str, device: str) -> Scorer:
     if judge is None:
         return create_metric(name, device=device)
     scorer = create_judge(judge)
+    if getattr(scorer, "relative", False):
+        return lambda img, ref: float(scorer.score_relative([ref], [img])[0])
     return lambda img, ref: float(scorer.score([img])[0])
 
 

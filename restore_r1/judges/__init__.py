@@ -631,6 +631,8 @@ class JudgeEntry:
         factory: ``factory(**kwargs) -> judge``.
         check: ``check(**kwargs)`` raises when what the factory needs is missing; loads nothing.
         requires: importable modules it needs.
+        relative: it scores an image against the input it was restored from
+            (``score_relative(references, images)``), not on its own.
     """
 
     name: str
@@ -642,6 +644,7 @@ class JudgeEntry:
     factory: Callable[..., Any]
     check: Callable[..., None]
     requires: tuple[str, ...] = ()
+    relative: bool = False
 
 
 def _check_mllm(model_path: str | None = None, **kwargs: Any) -> None:
@@ -693,6 +696,19 @@ def _check_ranker(path: str | None = None, **kwargs: Any) -> None:
     from restore_r1.judges.ranker import load_ranker
 
     load_ranker(path)
+
+
+def _make_relative(path: str | None = None, device: str = "cpu") -> Any:
+    from restore_r1.judges.relative import RelativeJudge
+
+    return RelativeJudge(path=path, device=device)
+
+
+def _check_relative(path: str | None = None, **kwargs: Any) -> None:
+    from restore_r1.judges.ranker import load_ranker
+    from restore_r1.judges.relative import RELATIVE_FEATURES, RELATIVE_KIND, RELATIVE_PATH
+
+    load_ranker(RELATIVE_PATH if path is None else path, kind=RELATIVE_KIND, features=RELATIVE_FEATURES)
 
 
 def _make_nr_offline(device: str = "cpu") -> WeightedJudge:
@@ -799,6 +815,21 @@ JUDGES.register(
         requires=(),
     ),
 )
+JUDGES.register(
+    "relative",
+    JudgeEntry(
+        "relative",
+        "learned judge of the change from the episode's input: an MLP over 32 features of what a tool did (brightness, frequency bands, residual structure, similarity) that predicts the PSNR gain in dB, fitted offline (make judge) on the corpus's training scenes; scores an image against its input",
+        "Apache-2.0 (ours; weights in restore_r1/data/judges/relative.safetensors)",
+        needs_weights=False,
+        offline=True,
+        range=(-float("inf"), float("inf")),
+        factory=_make_relative,
+        check=_check_relative,
+        requires=(),
+        relative=True,
+    ),
+)
 
 #: The judge ``create_judge("default")`` builds: the reward the shipped default policy was
 #: trained against, and the offline judge that measures best on photos no judge was fitted on
@@ -815,6 +846,11 @@ def _resolve(name: str) -> str:
     return DEFAULT_JUDGE if name == DEFAULT_ALIAS else name
 
 
+def resolve_judge_name(name: str) -> str:
+    """The catalogue name ``name`` stands for (``"default"`` -> :data:`DEFAULT_JUDGE`)."""
+    return _resolve(name)
+
+
 def create_judge(name: str, **kwargs: Any) -> Any:
     """Builds the judge called ``name`` (``"default"`` -> :data:`DEFAULT_JUDGE`).
 
@@ -823,6 +859,11 @@ def create_judge(name: str, **kwargs: Any) -> Any:
         WeightsNotFoundError / UnavailableError: its model, server or metric is missing here.
     """
     return JUDGES.get(_resolve(name)).factory(**kwargs)
+
+
+def judge_is_relative(name: str) -> bool:
+    """Whether the judge ``name`` scores images against their input (see :class:`JudgeEntry`)."""
+    return JUDGES.get(_resolve(name)).relative
 
 
 def judge_availability(name: str, **kwargs: Any) -> tuple[bool, str]:

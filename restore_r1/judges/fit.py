@@ -39,6 +39,7 @@ import numpy as np
 from restore_r1 import DEGRADATION_TYPES
 from restore_r1.judges.features import JUDGE_FEATURE_DIM, JUDGE_FEATURES, judge_features_one
 from restore_r1.judges.ranker import RankerModel
+from restore_r1.judges.relative import RELATIVE_FEATURES, relative_features_one
 
 #: Clean images have infinite PSNR; targets are capped here.
 PSNR_CAP = 45.0
@@ -68,6 +69,8 @@ FIT_TOOLS: tuple[str, ...] = (
     "rain_opening",
     "rain_median",
 )
+#: Output scale of the relative judge's MLP: ``dB gain = RELATIVE_DB_SCALE · output``.
+RELATIVE_DB_SCALE = 5.0
 #: Group kinds built by :func:`build_groups`.
 MODES: tuple[str, ...] = ("mixed", "single")
 
@@ -92,6 +95,12 @@ class FitConfig:
     reg_weight: float = 0.05  #: weight of the squared dB error beside the ranking loss
     min_gap_db: float = 0.3  #: smallest PSNR difference that makes a training pair
     rank_temperature: float = 3.0  #: RankNet logit = temperature × score difference (output units)
+    relative_hidden: int = 128  #: width of the relative judge's MLP (the second layer is half)
+    relative_epochs: int = 300  #: full-batch steps of the relative judge's fit (every pair each step)
+    relative_dropout: float = 0.2  #: its dropout after the first hidden layer
+    relative_reg_weight: float = 1.0  #: weight of its smooth-L1 dB regression beside the ranking loss
+    search_groups: int = 5  #: mixed groups per training photo searched greedily by the first-round relative judge (0: one round)
+    search_steps: int = 4  #: steps of that search
     workers: int = 2  #: processes building data
     tools: tuple[str, ...] = FIT_TOOLS  #: tools applied to build the groups (empty: every available tool)
 
@@ -107,6 +116,28 @@ class Group:
     kind: list[str]  # clean | partial | degraded | tool | tool2 | clean_tool
     what: list[str] = field(default_factory=list)  # chain prefix or tool names
     images: list[np.ndarray] | None = None  # the images themselves, when kept (benches score other judges on them)
+    pairs: np.ndarray | None = None  # [m, 2] (reference index, image index) pairs of the relative judge
+    rx: np.ndarray | None = None  # [m, RELATIVE_FEATURE_DIM] their relative features
+
+
+def relative_pairs(kind: Sequence[str], what: Sequence[str]) -> list[tuple[int, int]]:
+    """The (reference, image) pairs of a group the relative judge learns from: the degraded input
+    against itself and against every one- and two-step tool output, each first step against its
+    second steps, the clean crop against its over-processed versions, and each chain prefix
+    against the next (one more degradation)."""
+    d, c = kind.index("degraded"), kind.index("clean")
+    first = {what[i]: i for i, k in enumerate(kind) if k == "tool"}
+    out = [(d, d)]
+    for i, k in enumerate(kind):
+        if k in ("tool", "tool2"):
+            out.append((d, i))
+        if k == "tool2":
+            out.append((first[what[i].split(">")[0]], i))
+        elif k == "clean_tool":
+            out.append((c, i))
+        elif k in ("partial", "degraded"):
+            out.append((i - 1, i))
+    return out
 
 
 def psnr_db(img: np.ndarray, ref: np.ndarray) -> float:
@@ -147,22 +178,18 @@ def _chain(rng: np.random.Generator, cfg: FitConfig, mode: str, index: int) -> l
         raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
 
 
-def build_group(path: str, index: int, cfg: FitConfig, mode: str, keep_images: bool = False) -> Group:
-    """One group from one photo (see the module docstring); deterministic in (seed, photo, index, mode)."""
+def _group_start(path: str, index: int, cfg: FitConfig, mode: str) -> tuple[str, np.random.Generator, list[str], list[tuple[np.ndarray, str, str]]]:
+    """The deterministic start of a group: scene, its generator (drawn up to the chain), the
+    chain, and ``(image, kind, what)`` for the clean crop and each chain prefix (last: degraded)."""
     import zlib
-
-    import cv2
 
     from restore_r1.degradations import apply_degradation
     from restore_r1.depth import depth_prior
     from restore_r1.images import read_image
-    from restore_r1.tools import get_tool, list_tools
 
-    cv2.setNumThreads(1)
     scene = Path(path).stem
     rng = np.random.default_rng([cfg.seed, zlib.crc32(scene.encode()), index, MODES.index(mode)])
     clean = crop_at_scale(read_image(path), cfg.size, rng)
-    tools = [get_tool(n) for n in cfg.tools] if cfg.tools else list_tools(available_only=True)
     degs = _chain(rng, cfg, mode, index)
     depth = depth_prior(clean) if "haze" in degs else None
     images: list[tuple[np.ndarray, str, str]] = [(clean, "clean", "")]
@@ -170,7 +197,19 @@ def build_group(path: str, index: int, cfg: FitConfig, mode: str, keep_images: b
     for i, name in enumerate(degs):
         out, _ = apply_degradation(name, out, rng, depth=depth)
         images.append((out, "partial" if i < len(degs) - 1 else "degraded", "+".join(degs[: i + 1])))
-    degraded = out
+    return scene, rng, degs, images
+
+
+def build_group(path: str, index: int, cfg: FitConfig, mode: str, keep_images: bool = False) -> Group:
+    """One group from one photo (see the module docstring); deterministic in (seed, photo, index, mode)."""
+    import cv2
+
+    from restore_r1.tools import get_tool, list_tools
+
+    cv2.setNumThreads(1)
+    scene, rng, degs, images = _group_start(path, index, cfg, mode)
+    clean, degraded = images[0][0], images[-1][0]
+    tools = [get_tool(n) for n in cfg.tools] if cfg.tools else list_tools(available_only=True)
     singles = []
     for tool in tools:
         o = tool(degraded)
@@ -185,15 +224,80 @@ def build_group(path: str, index: int, cfg: FitConfig, mode: str, keep_images: b
         for i in rng.choice(len(tools), size=min(cfg.clean_tools, len(tools)), replace=False):
             images.append((tools[int(i)](clean), "clean_tool", tools[int(i)].name))
     x = np.stack([judge_features_one(img) for img, _, _ in images])
+    kinds, whats = [k for _, k, _ in images], [w for _, _, w in images]
+    pairs = np.asarray(relative_pairs(kinds, whats), dtype=np.int64)
+    rx = np.stack([relative_features_one(images[a][0], images[b][0]) for a, b in pairs])
     return Group(
         scene,
         degs,
         x,
         np.asarray([psnr_db(img, clean) for img, _, _ in images]),
-        [k for _, k, _ in images],
-        [w for _, _, w in images],
+        kinds,
+        whats,
         [img for img, _, _ in images] if keep_images else None,
+        pairs,
+        rx,
     )
+
+
+def search_states(path: str, index: int, cfg: FitConfig, mode: str, model: RankerModel) -> tuple[np.ndarray, np.ndarray]:
+    """Hard examples for the relative judge: greedy search from the group's degraded input with
+    the first-round ``model`` (try every tool, keep the one it scores highest, never the same tool
+    twice in a row, :attr:`FitConfig.search_steps` steps, no early stop). Every candidate of every
+    step is returned, against the input: ``(relative features [m, R], PSNR gains [m])``. These are
+    the decisions an agent trained on the judge faces past the two steps of :func:`build_group`,
+    where the first round overrates chains of mild smoothing and repeated brightening."""
+    import cv2
+
+    from restore_r1.tools import get_tool, list_tools
+
+    cv2.setNumThreads(1)
+    _, _, _, images = _group_start(path, index, cfg, mode)
+    clean, degraded = images[0][0], images[-1][0]
+    tools = [get_tool(n) for n in cfg.tools] if cfg.tools else list_tools(available_only=True)
+    base = psnr_db(degraded, clean)
+    identity = float(model.predict_db(relative_features_one(degraded, degraded)[None])[0])
+    feats, gains = [], []
+    current, last = degraded, None
+    for _ in range(cfg.search_steps):
+        cands = [t for t in tools if t.name != last]
+        outs = [t(current) for t in cands]
+        rx = np.stack([relative_features_one(degraded, o) for o in outs])
+        feats.append(rx)
+        gains.extend(psnr_db(o, clean) - base for o in outs)
+        best = int(np.argmax(model.predict_db(rx) - identity))
+        current, last = outs[best], cands[best].name
+    return np.concatenate(feats), np.asarray(gains, dtype=np.float64)
+
+
+def _search_one(job: tuple[str, int, FitConfig, str, RankerModel]) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    torch.set_num_threads(1)
+    return search_states(*job)
+
+
+def build_search_states(
+    photos: Sequence[str | os.PathLike], cfg: FitConfig, model: RankerModel, progress: Callable[[str], None] | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`search_states` for the first :attr:`FitConfig.search_groups` mixed groups of each
+    photo (the same crops as :func:`build_groups`), by ``cfg.workers`` processes."""
+    from multiprocessing import get_context
+
+    jobs = [(str(p), k, cfg, "mixed", model) for p in photos for k in range(min(cfg.search_groups, cfg.crops_per_scene))]
+    start = time.time()
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    if cfg.workers <= 1:
+        out = [_search_one(j) for j in jobs]
+    else:
+        with get_context("spawn").Pool(cfg.workers) as pool:
+            for i, r in enumerate(pool.imap(_search_one, jobs, chunksize=1)):
+                out.append(r)
+                if progress and (i + 1) % 20 == 0:
+                    progress(f"search: {i + 1}/{len(jobs)} groups, {time.time() - start:.0f} s")
+    if progress:
+        progress(f"search: {len(out)} groups, {sum(len(g) for _, g in out)} candidates, {time.time() - start:.0f} s")
+    return out
 
 
 def _build_one(job: tuple[str, int, FitConfig, str, bool]) -> Group:
@@ -339,6 +443,97 @@ def evaluate_scores(scores: Sequence[np.ndarray], groups: Sequence[Group]) -> di
     }
 
 
+def fit_relative(
+    groups: Sequence[Group],
+    cfg: FitConfig,
+    info: dict[str, Any] | None = None,
+    extra: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> RankerModel:
+    """Fits the relative judge's MLP (torch, CPU): predicted dB gain of each (reference, image)
+    pair, ranked among the pairs of the same reference (RankNet, pairs ≥ ``cfg.min_gap_db`` apart)
+    plus ``relative_reg_weight`` × a smooth-L1 regression; deterministic for a given seed.
+    ``extra`` maps a group's index to more pairs against its degraded input (features, gains),
+    e.g. the :func:`search_states` of the first round."""
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    xs, ys, refs = [], [], []
+    for gi, g in enumerate(groups):
+        xs.append(g.rx)
+        ys.append(g.psnr[g.pairs[:, 1]] - g.psnr[g.pairs[:, 0]])
+        refs.extend((gi, int(a)) for a in g.pairs[:, 0])
+    for gi, (rx, gains) in sorted((extra or {}).items()):
+        xs.append(rx)
+        ys.append(gains)
+        refs.extend([(gi, groups[gi].kind.index("degraded"))] * len(gains))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    siblings: dict[tuple[int, int], list[int]] = {}
+    for j, key in enumerate(refs):
+        siblings.setdefault(key, []).append(j)
+    better, worse, weight = [], [], []
+    for js in siblings.values():
+        for a, b in itertools.combinations(js, 2):
+            d = y[a] - y[b]
+            if abs(d) >= cfg.min_gap_db:
+                better.append(a if d > 0 else b)
+                worse.append(b if d > 0 else a)
+                weight.append(0.2 + min(abs(d), 6.0) / 6.0)
+    if not better:
+        raise ValueError("no training pairs: no two outputs of one reference differ by min_gap_db")
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    xt = torch.tensor(np.clip((x - mean) / std, -6, 6), dtype=torch.float32)
+    yt = torch.tensor(np.clip(y, -3 * RELATIVE_DB_SCALE, 3 * RELATIVE_DB_SCALE) / RELATIVE_DB_SCALE, dtype=torch.float32)
+    bt, wt_idx, wt = torch.tensor(better), torch.tensor(worse), torch.tensor(weight, dtype=torch.float32)
+    h = cfg.relative_hidden
+    net = torch.nn.Sequential(
+        torch.nn.Linear(x.shape[1], h),
+        torch.nn.GELU(),
+        torch.nn.Dropout(cfg.relative_dropout),
+        torch.nn.Linear(h, h // 2),
+        torch.nn.GELU(),
+        torch.nn.Linear(h // 2, 1),
+    )
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.relative_epochs)
+    for _ in range(cfg.relative_epochs):
+        net.train()
+        s = net(xt).squeeze(-1)
+        rank_loss = (wt * torch.nn.functional.softplus(-cfg.rank_temperature * (s[bt] - s[wt_idx]))).mean()
+        loss = rank_loss + cfg.relative_reg_weight * torch.nn.functional.smooth_l1_loss(s, yt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    layers = [(m.weight.detach().double().numpy(), m.bias.detach().double().numpy()) for m in linears]
+    return RankerModel(RELATIVE_FEATURES, mean.astype(np.float64), std.astype(np.float64), layers, 0.0, RELATIVE_DB_SCALE, dict(info or {}))
+
+
+def evaluate_relative(model: RankerModel, groups: Sequence[Group]) -> dict[str, Any]:
+    """The measures of :func:`evaluate_scores` for the relative judge: every image of a group is
+    scored against the group's degraded input (the first steps and the two-step outputs), and
+    ``two_step_recovery`` is the share of the best one- or two-step gain its choice recovers."""
+    scores, chosen2, best2 = [], [], []
+    for g in groups:
+        d = g.kind.index("degraded")
+        q = np.full(len(g.psnr), np.nan)
+        q[d] = 0.0
+        identity = float(model.predict_db(g.rx[[0]])[0])  # (d, d) comes first
+        on_input = [j for j, (a, _) in enumerate(g.pairs) if a == d]
+        pred = model.predict_db(g.rx[on_input]) - identity
+        for j, p in zip(on_input, pred):
+            if g.pairs[j][1] != d:
+                q[g.pairs[j][1]] = p
+        scores.append(q)
+        cand = [i for i, k in enumerate(g.kind) if k in ("tool", "tool2")]
+        pick = max(cand, key=lambda i: q[i])
+        chosen2.append(g.psnr[pick] - g.psnr[d] if q[pick] > 0 else 0.0)
+        best2.append(max(0.0, *(g.psnr[i] - g.psnr[d] for i in cand)))
+    out = evaluate_scores(scores, groups)
+    out["two_step_recovery"] = float(np.mean(chosen2) / np.mean(best2)) if np.mean(best2) > 0 else float("nan")
+    return out
+
+
 def _cached_groups(cache: Path | None, name: str, key: dict, build: Callable[[], list[Group]]) -> list[Group]:
     """The groups of ``build()``, kept in ``cache/name.pkl`` for refits with the same data settings."""
     import pickle
@@ -372,9 +567,11 @@ def fit_default(
     cfg: FitConfig = FitConfig(),
     progress: Callable[[str], None] | None = None,
     cache: str | os.PathLike | None = None,
+    relative_out: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """``make judge``: data from the training photos, the fit, its evaluation on the validation
-    photos, and the model written to ``out`` (JSON + safetensors). Returns the report."""
+    """``make judge``: data from the training photos, the fits, their evaluation on the validation
+    photos, and the models written to ``out`` (the ranker) and ``relative_out`` (the relative
+    judge; JSON + safetensors each). Returns the report."""
     from restore_r1.images import list_images
     from restore_r1.judges.ranker import save_ranker
 
@@ -388,7 +585,7 @@ def fit_default(
     cache_dir = None if cache is None else Path(cache)
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
-    key = {"data": {f: getattr(cfg, f) for f in DATA_FIELDS}, "features": list(JUDGE_FEATURES)}
+    key = {"data": {f: getattr(cfg, f) for f in DATA_FIELDS}, "features": list(JUDGE_FEATURES), "relative_features": list(RELATIVE_FEATURES)}
     groups = _cached_groups(cache_dir, "train", {**key, "photos": train}, lambda: build_groups(train, cfg, "mixed", progress=progress))
     val_mixed = _cached_groups(
         cache_dir, "val_mixed", {**key, "photos": val}, lambda: build_groups(val, cfg, "mixed", per_photo=max(1, cfg.crops_per_scene // 3), progress=progress)
@@ -414,6 +611,30 @@ def fit_default(
     }
     model.info["validation"] = {k: report[k] for k in ("val_mixed", "val_single")}
     save_ranker(model, out)
+    t_rel = time.time()
+    rel_info = {**info, "target": "PSNR gain over the reference image, in dB (both against the clean crop)"}
+    relative = fit_relative(groups, cfg, rel_info)
+    report["relative_round1"] = {"val_mixed": evaluate_relative(relative, val_mixed), "val_single": evaluate_relative(relative, val_single)}
+    if cfg.search_groups > 0:
+        import hashlib
+
+        round1 = hashlib.sha256(b"".join(a.tobytes() for w, b in relative.layers for a in (w, b))).hexdigest()
+        search_key = {**key, "photos": train, "round1": round1, "search": [cfg.search_groups, cfg.search_steps]}
+        states = _cached_groups(cache_dir, "train_search", search_key, lambda: build_search_states(train, cfg, relative, progress=progress))
+        per_photo = min(cfg.search_groups, cfg.crops_per_scene)
+        extra = {p * cfg.crops_per_scene + k: states[p * per_photo + k] for p in range(len(train)) for k in range(per_photo)}
+        rel_info["search"] = {"groups": len(states), "candidates": int(sum(len(g) for _, g in states)), "steps": cfg.search_steps}
+        relative = fit_relative(groups, cfg, rel_info, extra=extra)
+    report["relative"] = {
+        "train": evaluate_relative(relative, groups),
+        "val_mixed": evaluate_relative(relative, val_mixed),
+        "val_single": evaluate_relative(relative, val_single),
+        "fit_seconds": time.time() - t_rel,
+    }
+    relative.info["validation"] = {k: report["relative"][k] for k in ("val_mixed", "val_single")}
+    if relative_out is not None:
+        save_ranker(relative, relative_out, kind="relative")
+    report["total_seconds"] = time.time() - start
     return {**info, **report}
 
 
@@ -425,6 +646,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--train", required=True, help="folder of training photos (e.g. the corpus's train/)")
     parser.add_argument("--val", required=True, help="folder of validation photos (other scenes)")
     parser.add_argument("--out", required=True, help="model JSON to write (the safetensors goes beside it)")
+    parser.add_argument("--relative-out", help="the relative judge's model JSON to write (the safetensors goes beside it)")
     parser.add_argument("--report", help="write the fit report (JSON) here")
     parser.add_argument("--crops-per-scene", type=int, default=FitConfig.crops_per_scene)
     parser.add_argument("--epochs", type=int, default=FitConfig.epochs)
@@ -434,16 +656,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", help="keep the built groups here, so a refit with the same data settings skips building them")
     args = parser.parse_args(argv)
     cfg = FitConfig(crops_per_scene=args.crops_per_scene, epochs=args.epochs, workers=args.workers, seed=args.seed, hidden=args.hidden)
-    report = fit_default(args.train, args.val, args.out, cfg, progress=lambda m: print(m, flush=True), cache=args.cache)
+    report = fit_default(args.train, args.val, args.out, cfg, progress=lambda m: print(m, flush=True), cache=args.cache, relative_out=args.relative_out)
     text = json.dumps(report, indent=1, default=float)
     if args.report:
         from restore_r1.images import atomic_write_bytes
 
         atomic_write_bytes(args.report, (text + "\n").encode())
-    for key in ("train", "val_mixed", "val_single"):
-        r = report[key]
-        rho = " ".join(f"{t}:{v:+.2f}" for t, v in r["rho_psnr"].items())
-        print(f"{key}: pairwise accuracy {r['pairwise_accuracy']:.3f} ({r['pairs']} pairs), one-step recovery {r['one_step_recovery']:.2f}, ρ {rho}")
+    for judge, rep in (("ranker", report), ("relative", report["relative"])):
+        for key in ("train", "val_mixed", "val_single"):
+            r = rep[key]
+            rho = " ".join(f"{t}:{v:+.2f}" for t, v in r["rho_psnr"].items())
+            extra = f", two-step recovery {r['two_step_recovery']:.2f}" if "two_step_recovery" in r else ""
+            print(
+                f"{judge} {key}: pairwise accuracy {r['pairwise_accuracy']:.3f} ({r['pairs']} pairs), one-step recovery {r['one_step_recovery']:.2f}{extra}, ρ {rho}"
+            )
     print(f"fit {report['fit_seconds']:.0f} s, total {report['total_seconds']:.0f} s -> {args.out}")
     return 0
 
@@ -455,4 +681,17 @@ if __name__ == "__main__":
     raise SystemExit(_main())
 
 
-__all__ = ["FitConfig", "Group", "build_group", "build_groups", "evaluate_ranker", "fit_default", "fit_ranker", "ranking_pairs", "JUDGE_FEATURE_DIM"]
+__all__ = [
+    "FitConfig",
+    "Group",
+    "build_group",
+    "build_groups",
+    "evaluate_ranker",
+    "evaluate_relative",
+    "fit_default",
+    "fit_ranker",
+    "fit_relative",
+    "ranking_pairs",
+    "relative_pairs",
+    "JUDGE_FEATURE_DIM",
+]

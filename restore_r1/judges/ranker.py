@@ -90,8 +90,9 @@ class RankerModel:
         return out
 
 
-def save_ranker(model: RankerModel, path: str | os.PathLike) -> Path:
-    """Writes ``<path>`` (JSON) and the safetensors beside it, atomically; returns the JSON path."""
+def save_ranker(model: RankerModel, path: str | os.PathLike, kind: str = "ranker") -> Path:
+    """Writes ``<path>`` (JSON) and the safetensors beside it, atomically; returns the JSON path.
+    ``kind`` names the judge the model is for (``ranker`` or ``relative``)."""
     from safetensors.numpy import save
 
     from restore_r1.images import atomic_write_bytes
@@ -101,7 +102,7 @@ def save_ranker(model: RankerModel, path: str | os.PathLike) -> Path:
     atomic_write_bytes(weights, save(model.tensors()))
     meta = {
         "format": RANKER_FORMAT,
-        "kind": "ranker",
+        "kind": kind,
         "weights": weights.name,
         "sha256": sha256_file(weights),
         "features": list(model.features),
@@ -114,8 +115,9 @@ def save_ranker(model: RankerModel, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(path, (json.dumps(meta, indent=1) + "\n").encode())
 
 
-def load_ranker(path: str | os.PathLike | None = None) -> RankerModel:
+def load_ranker(path: str | os.PathLike | None = None, kind: str = "ranker", features: Sequence[str] = JUDGE_FEATURES) -> RankerModel:
     """Loads a ranker model (default: the shipped :data:`RANKER_PATH`), checking its sha256.
+    ``kind`` and ``features`` are what the file must hold (the ``relative`` judge passes its own).
 
     Raises:
         WeightsNotFoundError: the JSON or its weights file is absent (named).
@@ -126,25 +128,25 @@ def load_ranker(path: str | os.PathLike | None = None) -> RankerModel:
 
     path = Path(RANKER_PATH if path is None else path)
     if not path.is_file():
-        raise WeightsNotFoundError(f"ranker judge model {path} not found; `make judge` fits it (or pass path=)")
+        raise WeightsNotFoundError(f"{kind} judge model {path} not found; `make judge` fits it (or pass path=)")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise RankerError(f"ranker judge model {path} is not JSON: {exc}") from None
-    if meta.get("format") != RANKER_FORMAT or meta.get("kind") != "ranker":
-        raise RankerError(f"{path}: format {meta.get('format')!r} kind {meta.get('kind')!r}, expected {RANKER_FORMAT} 'ranker'")
-    if tuple(meta.get("features", ())) != JUDGE_FEATURES:
-        raise RankerError(f"{path}: fitted on other features than restore_r1.judges.features computes; refit with `make judge`")
+    if meta.get("format") != RANKER_FORMAT or meta.get("kind") != kind:
+        raise RankerError(f"{path}: format {meta.get('format')!r} kind {meta.get('kind')!r}, expected {RANKER_FORMAT} {kind!r}")
+    if tuple(meta.get("features", ())) != tuple(features):
+        raise RankerError(f"{path}: fitted on other features than this version computes; refit with `make judge`")
     weights = path.parent / meta["weights"]
     if not weights.is_file():
-        raise WeightsNotFoundError(f"ranker judge weights {weights} not found (named in {path})")
+        raise WeightsNotFoundError(f"{kind} judge weights {weights} not found (named in {path})")
     digest = sha256_file(weights)
     if digest != meta["sha256"]:
         raise ChecksumError(f"{weights}: sha256 {digest} differs from {meta['sha256']} recorded in {path}")
     t = load_file(str(weights))
     layers = [(t[f"layer{i}.weight"].astype(np.float64), t[f"layer{i}.bias"].astype(np.float64)) for i in range(int(meta["layers"]))]
     return RankerModel(
-        JUDGE_FEATURES,
+        tuple(features),
         t["mean"].astype(np.float64),
         t["std"].astype(np.float64),
         layers,

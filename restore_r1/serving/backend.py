@@ -526,7 +526,10 @@ class AgentModel:
         (out,) = self._bls(tool_model_name(tool), [pb.Tensor(IMAGE, image[None])], [OUTPUT_IMAGE], m.ERROR_TOOL_FAILED, f"tool {tool!r}")
         return out[0]
 
-    def score(self, image: np.ndarray) -> float:
+    def score(self, image: np.ndarray, start: np.ndarray | None = None) -> float:
+        """Judge score of ``image``; a relative judge scores it against the request's ``start`` image."""
+        if getattr(self.judge, "relative", False):  # restore_r1.judges.relative.is_relative
+            return float(self.judge.score_relative([image if start is None else start], [image])[0])
         return float(self.judge.score([image])[0])
 
     # -- requests ----------------------------------------------------------------------------
@@ -536,7 +539,7 @@ class AgentModel:
             if name != STOP:
                 events.increment(m.TOOL_CALLS_TOTAL, tool=name)
 
-        return run_episode(image, self.call_policy, self.call_tool, self.score, max_steps, on_step)
+        return run_episode(image, self.call_policy, self.call_tool, lambda im: self.score(im, image), max_steps, on_step)
 
     def _one(self, request) -> tuple[Any, MetricEvents]:
         events = MetricEvents()
