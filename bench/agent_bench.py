@@ -29,6 +29,7 @@ import numpy as np
 from restore_r1.degradations import parse_cases
 from restore_r1.evaluate import EvalConfig, evaluate
 from restore_r1.images import atomic_write_bytes
+from restore_r1.judges import resolve_judge_name
 
 #: Where the default policy's training log is kept (committed beside the policy).
 TRAIN_LOG = Path(__file__).resolve().parent.parent / "restore_r1" / "data" / "default_policy" / "train_log.jsonl"
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         judge=args.judge,
         **extra,
     )
+    records = Path(args.work) / "records.jsonl"
+    resumed = sum(1 for line in records.read_text().splitlines() if line.strip()) if records.is_file() else 0
     start = time.perf_counter()
     results = evaluate(config, args.work)
     wall = time.perf_counter() - start
@@ -154,7 +157,15 @@ def main(argv: list[str] | None = None) -> int:
         f"Date: {report['date']}  ",
         f"Machine: {report['machine']}; evaluation wall time {wall:.0f} s  ",
         f"Held-out photos (never used in training), all {len(config.cases)} cases, {config.per_case} per photo and case, "
-        f"{config.crop}-px crops, seed {config.seed}; judge `{config.judge}`; oracle depth {config.oracle_depth}.",
+        f"{config.crop}-px crops, seed {config.seed}; judge `{resolve_judge_name(config.judge)}`; oracle depth {config.oracle_depth}.",
+        *(
+            [
+                f"Resumed: {resumed} of the {sum(int(r['images']) for r in results['summary'].values())} method runs were already in `{args.work}` (the evaluation resumes by image and method; "
+                "the baselines do not depend on the policy), so the wall time covers the rest only."
+            ]
+            if resumed
+            else []
+        ),
         "",
         "## Targets",
         "",
