@@ -58,6 +58,18 @@ def test_masks_last_step_and_repeats():
     assert (no_rule(np.zeros((1, 4), np.float32), [[1]]) > MASKED_LOGIT).all()
 
 
+def test_forbid_cycle_masks_the_tool_of_two_steps_before_and_old_configs_load():
+    cycle = Policy(make_config(forbid_cycle=True, max_steps=5))
+    logits = cycle(np.zeros((2, 4), np.float32), [[0, 1], [2]])
+    assert logits[0, 0] == MASKED_LOGIT and logits[0, 1] == MASKED_LOGIT and logits[0, 2] > MASKED_LOGIT
+    assert logits[1, 2] == MASKED_LOGIT and (logits[1, [0, 1]] > MASKED_LOGIT).all()
+    plain = Policy(make_config(max_steps=5))
+    assert plain(np.zeros((1, 4), np.float32), [[0, 1]])[0, 0] > MASKED_LOGIT  # default: A -> B -> A allowed
+    data = make_config().to_dict()
+    data.pop("forbid_cycle")  # a policy.json written before the field existed
+    assert PolicyConfig.from_dict(data).forbid_cycle is False
+
+
 def test_masked_actions_never_sampled_and_entropy_finite():
     policy = Policy(make_config())
     gen = torch.Generator().manual_seed(1)

@@ -53,6 +53,7 @@ class GRPOConfig:
     adv_eps: float = 1e-6  #: eps in the advantage's denominator std(R) + eps.
     hidden_sizes: tuple[int, ...] = (128, 128)  #: widths of the policy MLP's hidden layers.
     forbid_repeat: bool = True  #: mask a tool at the step right after it was called.
+    forbid_cycle: bool = False  #: also mask the tool of two steps before (no A → B → A loops).
     normalize_features: bool = True  #: standardise encoder features with statistics of the data.
     norm_images: int = 16  #: images (and each tool applied once to them) used for those statistics.
 

@@ -11,7 +11,7 @@ The MLP maps s_t to K + 1 logits: one per tool, in ``PolicyConfig.tool_names`` o
 (always the last action). ``max_steps`` is the largest number of tool calls in an episode, so the
 decision at step ``t == max_steps`` may only be STOP; with ``forbid_repeat`` the tool called at
 step t - 1 is masked at step t (a tool applied twice in a row is the redundant call the paper
-removes).
+removes), and with ``forbid_cycle`` also the tool called at step t - 2 (no A → B → A loops).
 
 A checkpoint is a folder holding ``policy.safetensors`` (the weights) and ``policy.json`` (the
 config, the tool list, the encoder name/config, the weights' sha256 and the format version).
@@ -60,6 +60,8 @@ class PolicyConfig:
         hidden_sizes: widths of the MLP's hidden layers.
         max_steps: largest number of tool calls in an episode (default 5).
         forbid_repeat: mask the tool called at the previous step (default on).
+        forbid_cycle: also mask the tool called two steps before (A → B → A; default off, so
+            that policies saved before it existed load unchanged).
         feature_mean: per-dimension mean subtracted from the features (D floats), or None.
         feature_std: per-dimension std the features are divided by (D floats, > 0), or None.
         extra: free-form JSON metadata kept in ``policy.json`` (the trainer records the judge
@@ -73,6 +75,7 @@ class PolicyConfig:
     hidden_sizes: tuple[int, ...] = (128, 128)
     max_steps: int = 5
     forbid_repeat: bool = True
+    forbid_cycle: bool = False
     feature_mean: list[float] | None = None
     feature_std: list[float] | None = None
     extra: dict = field(default_factory=dict)
@@ -231,8 +234,11 @@ class Policy(nn.Module):
         for row, history in enumerate(histories):
             if len(history) >= cfg.max_steps:
                 mask[row, : cfg.num_tools] = False
-            elif cfg.forbid_repeat and history:
-                mask[row, history[-1]] = False
+            else:
+                if cfg.forbid_repeat and history:
+                    mask[row, history[-1]] = False
+                if cfg.forbid_cycle and len(history) >= 2:
+                    mask[row, history[-2]] = False
         return mask
 
     def forward(self, features: torch.Tensor | np.ndarray, histories: Sequence[Sequence[int]]) -> torch.Tensor:

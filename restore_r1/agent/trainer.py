@@ -280,6 +280,7 @@ def train(
             hidden_sizes=config.hidden_sizes,
             max_steps=config.max_steps,
             forbid_repeat=config.forbid_repeat,
+            forbid_cycle=config.forbid_cycle,
             feature_mean=mean,
             feature_std=std,
             extra={"judge": getattr(judge, "name", type(judge).__name__), "grpo": config.to_dict()},

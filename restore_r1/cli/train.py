@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=positive_float, default=d.lr, help=f"learning rate (default {d.lr})")
     parser.add_argument("--clip-eps", type=positive_float, default=d.clip_eps, help=f"ratio clipping ε (default {d.clip_eps})")
     parser.add_argument("--kl-beta", type=float, default=d.kl_beta, help=f"KL weight β to the initial policy (default {d.kl_beta})")
+    parser.add_argument("--forbid-cycle", action="store_true", help="mask the tool called two steps before too (no A -> B -> A loops)")
     parser.add_argument("--entropy-coef", type=float, default=d.entropy_coef, help=f"entropy bonus (default {d.entropy_coef})")
     parser.add_argument("--tool-cost", type=float, default=d.tool_cost, help=f"reward cost per tool call (default {d.tool_cost})")
     parser.add_argument("--seed", type=non_negative_int, default=d.seed, metavar="S", help=f"seed (default {d.seed})")
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         kl_beta=args.kl_beta,
         entropy_coef=args.entropy_coef,
         tool_cost=args.tool_cost,
+        forbid_cycle=args.forbid_cycle,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
     )
