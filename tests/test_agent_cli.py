@@ -218,6 +218,13 @@ def test_evaluate_writes_tables_and_resumes(trained, tmp_path, capsys):
     assert (out / "records.jsonl").read_text().splitlines() == records
     assert main([*args[:-3], "--seed", "4", "--out", str(out), "--no-progress"]) == 2
     assert "other settings" in capsys.readouterr().err
+    # --tools restricts every method's tool set (baselines only here: the policy needs its own tools)
+    first = TOOLS.split(",")[0]
+    out2 = tmp_path / "eval_tools"
+    base = ["evaluate", "--cases", "1", "--crop", "96", "--seed", "3", "--methods", "random,exploration", "--metrics", "psnr"]
+    assert main([*base, "--judge", "piqe", "--max-steps", "2", "--tools", first, "--out", str(out2), "--no-progress"]) == 0
+    used = {t for line in (out2 / "records.jsonl").read_text().splitlines() for t in json.loads(line)["tools"]}
+    assert used <= {first} and json.loads((out2 / "config.json").read_text())["tools"] == [first]
 
 
 def test_demo_runs_with_a_given_policy(trained, tmp_path, capsys):

@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", type=name_list, default=list(DEFAULT_METRICS), metavar="LIST", help=f"default {','.join(DEFAULT_METRICS)}")
     parser.add_argument("--policy", help="policy folder or registry URI (default: the shipped policy)")
     parser.add_argument("--judge", default="default", help="judge for exploration and reported scores")
+    parser.add_argument("--tools", type=name_list, metavar="LIST", help="tools every method may use (default: the policy's)")
     parser.add_argument("--max-steps", type=positive_int, default=5, metavar="K", help="tool budget of random/exploration (default 5)")
     parser.add_argument("--oracle-depth", type=positive_int, default=2, metavar="D", help="oracle search depth (default 2)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         images=args.images,
         policy=args.policy,
         judge=args.judge,
+        tools=args.tools,
     )
     results = evaluate(config, args.out, progress=not args.no_progress)
     print(f"{'method':<12} {'PSNR':>7} {'SSIM':>7} {'calls':>6} {'s/img':>7}")
