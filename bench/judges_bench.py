@@ -50,11 +50,9 @@ def heldout_folder(tmp: Path) -> Path:
 def score_groups(groups, judge) -> list[np.ndarray]:
     """Each group's images scored by ``judge``; a relative judge scores them against the group's
     degraded input (the image an episode would start from)."""
-    from restore_r1.judges.relative import is_relative
+    from restore_r1.judges.relative import score_images
 
-    if is_relative(judge):
-        return [np.asarray(judge.score_relative([g.images[g.kind.index("degraded")]] * len(g.images), g.images), dtype=np.float64) for g in groups]
-    return [np.asarray(judge.score(g.images), dtype=np.float64) for g in groups]
+    return [np.asarray(score_images(judge, g.images, [g.images[g.kind.index("degraded")]] * len(g.images))) for g in groups]
 
 
 def exploration(photos: list[Path], seed: int, judges: dict) -> dict:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from restore_r1.catalog import Catalogue
-from restore_r1.judges.relative import is_relative
+from restore_r1.judges.relative import score_images
 from restore_r1.metrics import psnr
 
 ToolFn = Callable[[np.ndarray], np.ndarray]
@@ -56,10 +56,6 @@ class MethodResult:
     tool_calls: int
     scores: list[float] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _judge_one(judge, img: np.ndarray) -> float:
-    return float(judge.score([img])[0])
 
 
 def run_input(img: np.ndarray, **_: object) -> MethodResult:
@@ -114,8 +110,7 @@ def run_fixed(img: np.ndarray, *, tools: Mapping[str, ToolFn], sequence: Sequenc
 def run_exploration(img: np.ndarray, *, tools: Mapping[str, ToolFn], judge, max_steps: int = 5, **_: object) -> MethodResult:
     """AgenticIR-style try-all-and-keep-the-best search with rollback (see the module doc)."""
     names = sorted(tools)
-    relative = is_relative(judge)  # scores each candidate against the input image
-    current, current_score = img, (0.0 if relative else _judge_one(judge, img))
+    current, current_score = img, score_images(judge, [img], [img])[0]  # a relative judge: 0
     kept: list[str] = []
     scores = [current_score]
     calls = 0
@@ -125,7 +120,7 @@ def run_exploration(img: np.ndarray, *, tools: Mapping[str, ToolFn], judge, max_
         for name in candidates:
             outputs.append(tools[name](current))
             calls += 1
-        cand_scores = [float(s) for s in (judge.score_relative([img] * len(outputs), outputs) if relative else judge.score(outputs))]
+        cand_scores = score_images(judge, outputs, [img] * len(outputs))  # a relative judge: against the input
         best = int(np.argmax(cand_scores))
         if cand_scores[best] <= current_score:
             break  # every try lowered the judge score: roll back and stop

@@ -19,7 +19,7 @@ import torch
 from restore_r1.agent.grpo import step_rewards
 from restore_r1.agent.policy import STOP, Policy
 from restore_r1.images import check_rgb, image_digest
-from restore_r1.judges.relative import is_relative
+from restore_r1.judges.relative import is_relative, score_images
 
 #: Default number of entries a cache keeps before evicting the least recently used.
 DEFAULT_CACHE_ENTRIES = 4096
@@ -143,22 +143,19 @@ def feature_cache(encoder, max_entries: int = DEFAULT_CACHE_ENTRIES) -> DigestCa
 
 
 def score_cache(judge, max_entries: int = DEFAULT_CACHE_ENTRIES) -> DigestCache:
-    """A :class:`DigestCache` of ``judge.score`` values (floats, higher is better).
+    """A :class:`DigestCache` of judge scores (floats, higher is better) of ``(start image, image)``
+    pairs (:func:`restore_r1.judges.relative.score_images`: only a relative judge looks at the
+    start). Key them by :func:`score_key`."""
 
-    For a relative judge (:func:`restore_r1.judges.relative.is_relative`) the cached items are
-    ``(start image, image)`` pairs keyed by ``"start digest>digest"``, scored by
-    ``judge.score_relative``."""
-    if is_relative(judge):
-
-        def compute(pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:
-            return [float(s) for s in judge.score_relative([p[0] for p in pairs], [p[1] for p in pairs])]
-
-        return DigestCache(compute, max_entries)
-
-    def compute(images: list[np.ndarray]) -> list[float]:
-        return [float(s) for s in judge.score(images)]
+    def compute(pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:
+        return score_images(judge, [p[1] for p in pairs], [p[0] for p in pairs])
 
     return DigestCache(compute, max_entries)
+
+
+def score_key(judge, start_digest: str, digest: str) -> str:
+    """The score cache's key: the image's digest, prefixed by its start's for a relative judge."""
+    return f"{start_digest}>{digest}" if is_relative(judge) else digest
 
 
 @dataclass
@@ -269,12 +266,8 @@ def rollout_many(
     actions: list[list[int]] = [[] for _ in range(n)]
     log_probs: list[list[float]] = [[] for _ in range(n)]
     feats: list[list[np.ndarray]] = [[] for _ in range(n)]
-    relative = is_relative(judge)
     starts, start_digests = list(current), list(digests)
-    if relative:
-        scores: list[list[float]] = [[0.0] for _ in range(n)]
-    else:
-        scores = [[s] for s in caches.scores.get_many(current, digests)]
+    scores: list[list[float]] = [[s] for s in caches.scores.get_many(list(zip(starts, current)), [score_key(judge, d, d) for d in start_digests])]
     active = list(range(n))
     while active:
         # The decision at step max_steps can only be STOP (log-prob 0): end without asking.
@@ -296,12 +289,8 @@ def rollout_many(
                 name = cfg.tool_names[a]
                 current[i], digests[i] = caches.tools.apply(name, tools[name], current[i], digests[i])
                 moved.append(i)
-        if moved and relative:
-            new_scores = caches.scores.get_many([(starts[i], current[i]) for i in moved], [f"{start_digests[i]}>{digests[i]}" for i in moved])
-            for i, s in zip(moved, new_scores):
-                scores[i].append(s)
-        elif moved:
-            new_scores = caches.scores.get_many([current[i] for i in moved], [digests[i] for i in moved])
+        if moved:
+            new_scores = caches.scores.get_many([(starts[i], current[i]) for i in moved], [score_key(judge, start_digests[i], digests[i]) for i in moved])
             for i, s in zip(moved, new_scores):
                 scores[i].append(s)
         active = [i for i in active if actions[i][-1] != cfg.stop_action]

@@ -202,10 +202,10 @@ def _scorer(name: str, device: str) -> Scorer:
     judge = _judge_name(name)
     if judge is None:
         return create_metric(name, device=device)
+    from restore_r1.judges.relative import score_images
+
     scorer = create_judge(judge)
-    if getattr(scorer, "relative", False):
-        return lambda img, ref: float(scorer.score_relative([ref], [img])[0])
-    return lambda img, ref: float(scorer.score([img])[0])
+    return lambda img, ref: score_images(scorer, [img], [ref])[0]  # ref: the input, for a relative judge
 
 
 def _ref_folder(ref: str | None, n_images: int) -> Path | None:

@@ -277,34 +277,41 @@ def _search_one(job: tuple[str, int, FitConfig, str, RankerModel]) -> tuple[np.n
     return search_states(*job)
 
 
-def build_search_states(
-    photos: Sequence[str | os.PathLike], cfg: FitConfig, model: RankerModel, progress: Callable[[str], None] | None = None
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`search_states` for the first :attr:`FitConfig.search_groups` mixed groups of each
-    photo (the same crops as :func:`build_groups`), by ``cfg.workers`` processes."""
-    from multiprocessing import get_context
-
-    jobs = [(str(p), k, cfg, "mixed", model) for p in photos for k in range(min(cfg.search_groups, cfg.crops_per_scene))]
-    start = time.time()
-    out: list[tuple[np.ndarray, np.ndarray]] = []
-    if cfg.workers <= 1:
-        out = [_search_one(j) for j in jobs]
-    else:
-        with get_context("spawn").Pool(cfg.workers) as pool:
-            for i, r in enumerate(pool.imap(_search_one, jobs, chunksize=1)):
-                out.append(r)
-                if progress and (i + 1) % 20 == 0:
-                    progress(f"search: {i + 1}/{len(jobs)} groups, {time.time() - start:.0f} s")
-    if progress:
-        progress(f"search: {len(out)} groups, {sum(len(g) for _, g in out)} candidates, {time.time() - start:.0f} s")
-    return out
-
-
 def _build_one(job: tuple[str, int, FitConfig, str, bool]) -> Group:
     import torch
 
     torch.set_num_threads(1)
     return build_group(*job)
+
+
+def _run_jobs(fn: Callable[[Any], Any], jobs: list, workers: int, label: str, progress: Callable[[str], None] | None) -> list:
+    """``fn`` over ``jobs`` in order, by ``workers`` spawned processes (in this one when ≤ 1),
+    reporting every 20 jobs to ``progress``."""
+    from multiprocessing import get_context
+
+    start = time.time()
+    if workers <= 1:
+        return [fn(j) for j in jobs]
+    out = []
+    with get_context("spawn").Pool(workers) as pool:
+        for i, r in enumerate(pool.imap(fn, jobs, chunksize=1)):
+            out.append(r)
+            if progress and (i + 1) % 20 == 0:
+                progress(f"{label}: {i + 1}/{len(jobs)} groups, {time.time() - start:.0f} s")
+    return out
+
+
+def build_search_states(
+    photos: Sequence[str | os.PathLike], cfg: FitConfig, model: RankerModel, progress: Callable[[str], None] | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`search_states` for the first :attr:`FitConfig.search_groups` mixed groups of each
+    photo (the same crops as :func:`build_groups`), by ``cfg.workers`` processes."""
+    jobs = [(str(p), k, cfg, "mixed", model) for p in photos for k in range(min(cfg.search_groups, cfg.crops_per_scene))]
+    start = time.time()
+    out = _run_jobs(_search_one, jobs, cfg.workers, "search", progress)
+    if progress:
+        progress(f"search: {len(out)} groups, {sum(len(g) for _, g in out)} candidates, {time.time() - start:.0f} s")
+    return out
 
 
 def build_groups(
@@ -317,21 +324,11 @@ def build_groups(
 ) -> list[Group]:
     """Groups from every photo: ``per_photo`` each (default ``cfg.crops_per_scene``; in "single"
     mode, that many per degradation type), built by ``cfg.workers`` processes."""
-    from multiprocessing import get_context
-
     n = cfg.crops_per_scene if per_photo is None else per_photo
     count = n * (len(DEGRADATION_TYPES) if mode == "single" else 1)
     jobs = [(str(p), k, cfg, mode, keep_images) for p in photos for k in range(count)]
     start = time.time()
-    groups: list[Group] = []
-    if cfg.workers <= 1:
-        groups = [_build_one(j) for j in jobs]
-    else:
-        with get_context("spawn").Pool(cfg.workers) as pool:
-            for i, g in enumerate(pool.imap(_build_one, jobs, chunksize=1)):
-                groups.append(g)
-                if progress and (i + 1) % 20 == 0:
-                    progress(f"{mode}: {i + 1}/{len(jobs)} groups, {time.time() - start:.0f} s")
+    groups = _run_jobs(_build_one, jobs, cfg.workers, mode, progress)
     if progress:
         progress(f"{mode}: {len(groups)} groups, {sum(len(g.psnr) for g in groups)} images, {time.time() - start:.0f} s")
     return groups

@@ -82,6 +82,14 @@ class RankerModel:
                 h = _gelu(h)
         return self.db_offset + self.db_scale * h[:, 0]
 
+    def predict_tiled_db(self, feats: Sequence[np.ndarray]) -> list[float]:
+        """Per item, the mean prediction over its tiles' feature rows (``[tiles, dim]`` each)."""
+        if not len(feats):
+            return []
+        db = self.predict_db(np.concatenate(feats))
+        bounds = np.cumsum([0, *(len(f) for f in feats)])
+        return [float(db[a:b].mean()) for a, b in zip(bounds[:-1], bounds[1:])]
+
     def tensors(self) -> dict[str, np.ndarray]:
         out = {"mean": self.mean.astype(np.float32), "std": self.std.astype(np.float32)}
         for i, (w, b) in enumerate(self.layers):
@@ -174,16 +182,7 @@ class RankerJudge:
 
     def predict_db(self, imgs: Sequence[np.ndarray]) -> list[float]:
         """Predicted PSNR (dB) of each uint8 RGB H×W×3 image: the mean over its tiles."""
-        feats = judge_features(imgs)
-        if not feats:
-            return []
-        counts = [len(f) for f in feats]
-        db = self.model.predict_db(np.concatenate(feats))
-        out, start = [], 0
-        for n in counts:
-            out.append(float(db[start : start + n].mean()))
-            start += n
-        return out
+        return self.model.predict_tiled_db(judge_features(imgs))
 
     def score(self, imgs: Sequence[np.ndarray]) -> list[float]:
         """Quality level in (1, 5) per image (higher is better)."""

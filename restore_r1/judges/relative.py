@@ -199,15 +199,9 @@ class RelativeJudge:
         for ref in references:
             distinct.setdefault(id(ref), ref)
         order = list(distinct)
-        feats = relative_features([*distinct.values(), *references], [*distinct.values(), *images])
-        if not feats:
+        if not references:
             return []
-        counts = [len(f) for f in feats]
-        db = self.model.predict_db(np.concatenate(feats))
-        means, start = [], 0
-        for n in counts:
-            means.append(float(db[start : start + n].mean()))
-            start += n
+        means = self.model.predict_tiled_db(relative_features([*distinct.values(), *references], [*distinct.values(), *images]))
         identity = dict(zip(order, means[: len(order)]))
         out = []
         for ref, img, m in zip(references, images, means[len(order) :]):
@@ -228,3 +222,10 @@ class RelativeJudge:
 def is_relative(judge: Any) -> bool:
     """True for judges that score an image against the episode's input (``score_relative``)."""
     return bool(getattr(judge, "relative", False))
+
+
+def score_images(judge: Any, images: Sequence[np.ndarray], starts: Sequence[np.ndarray]) -> list[float]:
+    """``judge``'s score of each image: ``score(images)``, or for a relative judge
+    ``score_relative(starts, images)`` (each image against the input it was restored from)."""
+    scores = judge.score_relative(starts, images) if is_relative(judge) else judge.score(images)
+    return [float(s) for s in scores]

@@ -528,9 +528,9 @@ class AgentModel:
 
     def score(self, image: np.ndarray, start: np.ndarray | None = None) -> float:
         """Judge score of ``image``; a relative judge scores it against the request's ``start`` image."""
-        if getattr(self.judge, "relative", False):  # restore_r1.judges.relative.is_relative
-            return float(self.judge.score_relative([image if start is None else start], [image])[0])
-        return float(self.judge.score([image])[0])
+        from restore_r1.judges.relative import score_images
+
+        return score_images(self.judge, [image], [image if start is None else start])[0]
 
     # -- requests ----------------------------------------------------------------------------
     def _episode(self, image: np.ndarray, max_steps: int, events: MetricEvents) -> Episode:
