@@ -353,6 +353,35 @@ def ranking_pairs(groups: Sequence[Group], min_gap_db: float) -> tuple[np.ndarra
     return (np.concatenate(xs), np.concatenate(ys), np.concatenate(better), np.concatenate(worse), np.concatenate(weight))
 
 
+def _mlp(dim: int, hidden: int, dropout: float):
+    """The judges' MLP: ``dim → hidden → hidden/2 → 1`` with GELU and dropout after the first
+    layer; a single linear layer when ``hidden`` is 0."""
+    import torch
+
+    if hidden <= 0:
+        return torch.nn.Sequential(torch.nn.Linear(dim, 1))
+    return torch.nn.Sequential(
+        torch.nn.Linear(dim, hidden),
+        torch.nn.GELU(),
+        torch.nn.Dropout(dropout),
+        torch.nn.Linear(hidden, hidden // 2),
+        torch.nn.GELU(),
+        torch.nn.Linear(hidden // 2, 1),
+    )
+
+
+def _layers(net) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The fitted linear layers as float64 ``(weight, bias)`` arrays for :class:`RankerModel`."""
+    import torch
+
+    return [(m.weight.detach().double().numpy(), m.bias.detach().double().numpy()) for m in net if isinstance(m, torch.nn.Linear)]
+
+
+def pair_weight(gap_db: float) -> float:
+    """Weight of a training pair whose PSNRs differ by ``gap_db``: 0.2 + |gap| / 6, capped at 1.2."""
+    return 0.2 + min(abs(gap_db), 6.0) / 6.0
+
+
 def fit_ranker(groups: Sequence[Group], cfg: FitConfig, info: dict[str, Any] | None = None) -> RankerModel:
     """Fits the MLP (torch, CPU) on the groups' pairs; deterministic for a given ``cfg.seed``."""
     import torch
@@ -365,18 +394,7 @@ def fit_ranker(groups: Sequence[Group], cfg: FitConfig, info: dict[str, Any] | N
     xt = torch.tensor(np.clip((x - mean) / std, -6, 6), dtype=torch.float32)
     yt = torch.tensor((y - DB_OFFSET) / DB_SCALE, dtype=torch.float32)
     bt, wt_idx, wt = torch.tensor(better), torch.tensor(worse), torch.tensor(weight, dtype=torch.float32)
-    h = cfg.hidden
-    if h > 0:
-        net = torch.nn.Sequential(
-            torch.nn.Linear(x.shape[1], h),
-            torch.nn.GELU(),
-            torch.nn.Dropout(cfg.dropout),
-            torch.nn.Linear(h, h // 2),
-            torch.nn.GELU(),
-            torch.nn.Linear(h // 2, 1),
-        )
-    else:
-        net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 1))
+    net = _mlp(x.shape[1], cfg.hidden, cfg.dropout)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
     rng = np.random.default_rng(cfg.seed)
@@ -390,8 +408,7 @@ def fit_ranker(groups: Sequence[Group], cfg: FitConfig, info: dict[str, Any] | N
         loss.backward()
         opt.step()
         sched.step()
-    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
-    layers = [(m.weight.detach().double().numpy(), m.bias.detach().double().numpy()) for m in linears]
+    layers = _layers(net)
     return RankerModel(JUDGE_FEATURES, mean.astype(np.float64), std.astype(np.float64), layers, DB_OFFSET, DB_SCALE, dict(info or {}))
 
 
@@ -474,22 +491,14 @@ def fit_relative(
             if abs(d) >= cfg.min_gap_db:
                 better.append(a if d > 0 else b)
                 worse.append(b if d > 0 else a)
-                weight.append(0.2 + min(abs(d), 6.0) / 6.0)
+                weight.append(pair_weight(d))
     if not better:
         raise ValueError("no training pairs: no two outputs of one reference differ by min_gap_db")
     mean, std = x.mean(0), x.std(0) + 1e-6
     xt = torch.tensor(np.clip((x - mean) / std, -6, 6), dtype=torch.float32)
     yt = torch.tensor(np.clip(y, -3 * RELATIVE_DB_SCALE, 3 * RELATIVE_DB_SCALE) / RELATIVE_DB_SCALE, dtype=torch.float32)
     bt, wt_idx, wt = torch.tensor(better), torch.tensor(worse), torch.tensor(weight, dtype=torch.float32)
-    h = cfg.relative_hidden
-    net = torch.nn.Sequential(
-        torch.nn.Linear(x.shape[1], h),
-        torch.nn.GELU(),
-        torch.nn.Dropout(cfg.relative_dropout),
-        torch.nn.Linear(h, h // 2),
-        torch.nn.GELU(),
-        torch.nn.Linear(h // 2, 1),
-    )
+    net = _mlp(x.shape[1], cfg.relative_hidden, cfg.relative_dropout)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.relative_epochs)
     for _ in range(cfg.relative_epochs):
@@ -501,8 +510,7 @@ def fit_relative(
         loss.backward()
         opt.step()
         sched.step()
-    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
-    layers = [(m.weight.detach().double().numpy(), m.bias.detach().double().numpy()) for m in linears]
+    layers = _layers(net)
     return RankerModel(RELATIVE_FEATURES, mean.astype(np.float64), std.astype(np.float64), layers, 0.0, RELATIVE_DB_SCALE, dict(info or {}))
 
 
