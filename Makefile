@@ -31,16 +31,17 @@ venv: $(STAMP)
 # A new venv takes about 7 GB (torch's CUDA build is the only torch/torchvision pair here): say so
 # up front rather than fail halfway with "No space left on device".
 VENV_NEED_GB ?= 7
-$(STAMP): pyproject.toml requirements-nodeps.txt
+$(STAMP): pyproject.toml requirements-nodeps.txt constraints.txt
 	@test -x $(BIN)/python || { free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); \
 		test $$free -ge $(VENV_NEED_GB) || { echo "make: $(VENV) needs about $(VENV_NEED_GB) GB free disk, $$free GB free here" >&2; exit 1; }; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# torch/torchvision: the matching pair that lies on this machine's disk
-	$(BIN)/pip install -q --no-cache-dir torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q --no-cache-dir -e '.[dev,kubeflow]'
+	# constraints.txt is the pixel lock (numpy, SciPy, OpenCV, scikit-image, Pillow, torch): the same
+	# versions as Triton's environment and the images, so that served pixels are evaluated pixels
+	$(BIN)/pip install -q --no-cache-dir -c constraints.txt torch torchvision
+	$(BIN)/pip install -q --no-cache-dir -c constraints.txt -e '.[dev,kubeflow]'
 	# packages whose declared requirements we do not want (see the file)
-	$(BIN)/pip install -q --no-cache-dir --no-deps -r requirements-nodeps.txt
+	$(BIN)/pip install -q --no-cache-dir --no-deps -c constraints.txt -r requirements-nodeps.txt
 	touch $@
 
 # The training corpus (restore_r1/corpus.py): natural photos from scikit-image and two Debian wallpaper
@@ -67,20 +68,21 @@ $(PROMTOOL):
 	rm -rf .cache/promtool/deb
 	$@ --version | head -1
 
-# Triton's own environment: the tritonserver of nvidia-pytriton with numpy<2 and OpenCV 4.11, as
-# Triton 2.51's python backend expects. It overlays the main venv instead of copying it: a .pth file
-# appends the main venv's site-packages (torch, transformers, pyiqa, this package) after its own, so
-# its numpy<2 and OpenCV 4.11 win and torch's ~5 GB is installed once. About 1 minute.
+# Triton's own environment: the tritonserver of nvidia-pytriton. It overlays the main venv instead of
+# copying it: a .pth file appends the main venv's site-packages (torch, transformers, pyiqa, this
+# package) after its own, so torch's ~5 GB is installed once. Both install the pixel lock
+# (constraints.txt: numpy 1.26, OpenCV 4.11, ... as Triton 2.51's python backend needs), so a tool
+# gives the same bytes in both. About 1 minute.
 # See docs/serving.md ("Running it here").
 TRITON_VENV ?= .venv-triton
 TRITON_STAMP := $(TRITON_VENV)/.restore-r1-installed
 triton-venv: $(TRITON_STAMP)
-$(TRITON_STAMP): requirements-triton.txt $(STAMP)
+$(TRITON_STAMP): requirements-triton.txt constraints.txt $(STAMP)
 	rm -rf $(TRITON_VENV) && $(PYTHON) -m venv $(TRITON_VENV)
 	$(TRITON_VENV)/bin/python -c 'import sys, sysconfig; open(sysconfig.get_path("purelib") + "/restore_r1_main_venv.pth", "w").write("import site; site.addsitedir(%r)\n" % sys.argv[1])' \
 		"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
 	@echo "pip may list pyiqa's declared requirements as conflicts below: expected, pyiqa is installed --no-deps on purpose"
-	$(TRITON_VENV)/bin/pip install -q --no-cache-dir -r requirements-triton.txt
+	$(TRITON_VENV)/bin/pip install -q --no-cache-dir -c constraints.txt -r requirements-triton.txt
 	touch $@
 
 # A real Triton server on 127.0.0.1:8000/8001/8002 with triton_models/ until Ctrl-C.
