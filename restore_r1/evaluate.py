@@ -8,8 +8,9 @@ Each (pair, method) result is appended to ``records.jsonl`` as soon as it is com
 interrupted evaluation resumes where it stopped. The outputs are:
 
 * ``results.json``: ``{"summary": {METHOD: {...}}, "cases": {CASE: {METHOD: {...}}},
-  "settings": {"I": {METHOD: {...}}, ...}, "unavailable": {METRIC: reason}, "config": {...}}`` —
-  means per image of every metric, ``tool_calls`` and ``seconds``;
+  "settings": {"I": {METHOD: {...}}, ...}, "unavailable": {METRIC: reason}, "config": {...},
+  "pixel_versions": {PACKAGE: VERSION}}`` — means per image of every metric, ``tool_calls`` and
+  ``seconds``, and the versions of the pixel libraries it ran with (:mod:`restore_r1.versions`);
 * ``summary.csv``, ``cases.csv``, ``settings.csv`` and ``results.md`` (laid out like the paper's
   tables, unavailable metrics shown as such);
 * ``perception_distortion.png`` (paper Fig. 7) and ``qualitative.png`` (paper Fig. 8).
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from restore_r1.images import atomic_write_bytes, list_images, read_image, write_image
+from restore_r1.versions import pixel_versions
 
 #: The paper's metric columns (Tables 5–7), then the offline no-reference ones.
 PAPER_METRICS: tuple[str, ...] = ("psnr", "ssim", "lpips", "maniqa", "clipiqa", "musiq", "deqa")
@@ -244,9 +246,11 @@ def evaluate(config: EvalConfig, out_dir: str | os.PathLike, progress: bool = Tr
 
     config_dict = asdict(config)
     config_dict["judge"] = resolve_judge_name(config.judge)  # "default" names a judge that may change
+    # Tools give other bytes under other numpy/OpenCV/... versions: a resume never mixes them.
+    config_dict["pixel_versions"] = pixel_versions()
     if saved_config.is_file():
         previous = json.loads(saved_config.read_text())
-        keys = ("cases", "per_case", "seed", "crop", "images", "max_steps", "oracle_depth", "judge", "policy", "tools")
+        keys = ("cases", "per_case", "seed", "crop", "images", "max_steps", "oracle_depth", "judge", "policy", "tools", "pixel_versions")
         changed = [k for k in keys if previous.get(k) != config_dict.get(k)]
         if changed:
             raise ValueError(f"{out} holds an evaluation with other settings ({', '.join(changed)}); use another --out")
@@ -296,6 +300,7 @@ def evaluate(config: EvalConfig, out_dir: str | os.PathLike, progress: bool = Tr
             bar.update(1)
     records = _read_records(records_path)
     results = aggregate(records, config, scorer.unavailable)
+    results["pixel_versions"] = config_dict["pixel_versions"]
     write_reports(results, records, config, out)
     return results
 

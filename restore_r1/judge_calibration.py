@@ -39,6 +39,7 @@ import numpy as np
 from restore_r1.encoders import STATS_FEATURES, degradation_stats
 from restore_r1.errors import RestoreR1Error
 from restore_r1.judges import upscale_to_min_side
+from restore_r1.judges.features import rows_matmul
 from restore_r1.metrics import psnr as psnr_db
 
 #: The calibration file shipped in the package and read by the ``calibrated`` judge.
@@ -364,7 +365,7 @@ class CalibrationModel:
         if x.shape[1] != len(self.features):
             raise ValueError(f"expected {len(self.features)} feature columns, got {x.shape[1]}")
         z = np.clip((x - self.mean) / self.std, -self.clip, self.clip)
-        return np.clip(self.intercept + _expand(z, self.expansion) @ self.coef, LEVEL_LOW, LEVEL_HIGH)
+        return np.clip(self.intercept + rows_matmul(_expand(z, self.expansion), self.coef), LEVEL_LOW, LEVEL_HIGH)
 
     def to_json(self) -> dict[str, Any]:
         return {

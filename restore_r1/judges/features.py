@@ -144,3 +144,13 @@ def judge_features(imgs: Sequence[np.ndarray]) -> list[np.ndarray]:
         check_rgb(img, name=f"judge input {i}")
         out.append(np.stack([judge_features_one(t) for t in tiles(img)]))
     return out
+
+
+def rows_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x @ w`` computed row by row the same way wherever a row sits in ``x`` (``einsum``, no BLAS).
+
+    BLAS ``gemm``/``gemv`` handle the rows of a block and its remainder with different kernels, so
+    the same image's score moved in the last bit with its position in a batch (seen with numpy
+    1.26's OpenBLAS): a judge's score must not depend on what it is scored beside.
+    """
+    return np.einsum("ij,jk->ik" if w.ndim == 2 else "ij,j->i", x, w)

@@ -25,6 +25,7 @@ PSNR gain that the judge's choice recovers.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -40,6 +41,7 @@ from restore_r1 import DEGRADATION_TYPES
 from restore_r1.judges.features import JUDGE_FEATURE_DIM, JUDGE_FEATURES, judge_features_one
 from restore_r1.judges.ranker import RankerModel
 from restore_r1.judges.relative import RELATIVE_FEATURES, relative_features_one
+from restore_r1.versions import pixel_versions
 
 #: Clean images have infinite PSNR; targets are capped here.
 PSNR_CAP = 45.0
@@ -382,6 +384,20 @@ def pair_weight(gap_db: float) -> float:
     return 0.2 + min(abs(gap_db), 6.0) / 6.0
 
 
+@contextlib.contextmanager
+def _deterministic_torch():
+    """Torch's deterministic kernels for the fit: the backward of the pair indexing (``s[better]``)
+    accumulates with atomics otherwise, and the relative fit differed by ~1e-7 between two runs."""
+    import torch
+
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was)
+
+
 def fit_ranker(groups: Sequence[Group], cfg: FitConfig, info: dict[str, Any] | None = None) -> RankerModel:
     """Fits the MLP (torch, CPU) on the groups' pairs; deterministic for a given ``cfg.seed``."""
     import torch
@@ -468,6 +484,11 @@ def fit_relative(
     plus ``relative_reg_weight`` × a smooth-L1 regression; deterministic for a given seed.
     ``extra`` maps a group's index to more pairs against its degraded input (features, gains),
     e.g. the :func:`search_states` of the first round."""
+    with _deterministic_torch():
+        return _fit_relative(groups, cfg, info, extra)
+
+
+def _fit_relative(groups, cfg, info, extra) -> RankerModel:
     import torch
 
     torch.manual_seed(cfg.seed)
@@ -590,7 +611,13 @@ def fit_default(
     cache_dir = None if cache is None else Path(cache)
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
-    key = {"data": {f: getattr(cfg, f) for f in DATA_FIELDS}, "features": list(JUDGE_FEATURES), "relative_features": list(RELATIVE_FEATURES)}
+    # Features computed under other pixel-library versions are stale (OpenCV 5 and 4.11 differ).
+    key = {
+        "data": {f: getattr(cfg, f) for f in DATA_FIELDS},
+        "features": list(JUDGE_FEATURES),
+        "relative_features": list(RELATIVE_FEATURES),
+        "pixel_versions": pixel_versions(),
+    }
     groups = _cached_groups(cache_dir, "train", {**key, "photos": train}, lambda: build_groups(train, cfg, "mixed", progress=progress))
     val_mixed = _cached_groups(
         cache_dir, "val_mixed", {**key, "photos": val}, lambda: build_groups(val, cfg, "mixed", per_photo=max(1, cfg.crops_per_scene // 3), progress=progress)

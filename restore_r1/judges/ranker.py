@@ -26,7 +26,7 @@ from scipy.special import erf
 
 from restore_r1.errors import ChecksumError, RestoreR1Error, WeightsNotFoundError
 from restore_r1.images import sha256_file
-from restore_r1.judges.features import JUDGE_FEATURES, judge_features
+from restore_r1.judges.features import JUDGE_FEATURES, judge_features, rows_matmul
 
 #: The shipped model: ``ranker.json`` (metadata) beside ``ranker.safetensors`` (weights).
 RANKER_PATH = Path(__file__).resolve().parent.parent / "data" / "judges" / "ranker.json"
@@ -77,7 +77,7 @@ class RankerModel:
         """Features ``[N, dim]`` -> predicted PSNR in dB ``[N]``."""
         h = np.clip((np.asarray(x, dtype=np.float64) - self.mean) / self.std, -FEATURE_CLIP, FEATURE_CLIP)
         for i, (w, b) in enumerate(self.layers):
-            h = h @ w.T + b
+            h = rows_matmul(h, w.T) + b
             if i < len(self.layers) - 1:
                 h = _gelu(h)
         return self.db_offset + self.db_scale * h[:, 0]

@@ -81,6 +81,9 @@ DEFAULT_MAX_PIXELS = 16 * 1024 * 1024
 DEFAULT_WORKERS = 4
 #: Tool model parameter naming its catalogue tool.
 PARAM_TOOL = "tool"
+#: Parameter of every model: the pixel-library versions the repository was exported with
+#: (:func:`restore_r1.versions.format_versions`), checked at load by :func:`check_pixel_versions`.
+PARAM_PIXEL_VERSIONS = "pixel_versions"
 
 
 def tool_model_name(tool: str) -> str:
@@ -114,6 +117,34 @@ def config_parameter(model_config: dict, key: str, default: str | None = None) -
     if entry is None:
         return default
     return str(entry.get("string_value", default))
+
+
+def check_pixel_versions(model_config: dict, pb=None) -> list[str]:
+    """Refuses a model whose repository was exported under other pixel-library versions than
+    this server's Python runs (its tools would give other bytes than the evaluated ones).
+
+    A config without :data:`PARAM_PIXEL_VERSIONS` is not checked. With
+    ``RESTORE_R1_ALLOW_VERSION_MISMATCH=1`` the differences are returned and logged as an error
+    (Triton's log through ``pb.Logger`` when there is one, and stderr) instead.
+
+    Raises:
+        RuntimeError: the versions differ (the message names each package); the model fails to load.
+    """
+    import sys
+
+    from restore_r1.versions import check_versions, parse_versions
+
+    text = config_parameter(model_config, PARAM_PIXEL_VERSIONS)
+    if not text:
+        return []
+    diffs = check_versions(parse_versions(text), f"model {model_config.get('name')!r} of this repository")
+    if diffs:
+        message = f"model {model_config.get('name')!r}: SERVING WITH OTHER PIXEL-LIBRARY VERSIONS THAN EXPORTED ({'; '.join(diffs)}): outputs may differ from the evaluation"
+        logger = getattr(pb, "Logger", None)
+        if logger is not None and hasattr(logger, "log_error"):
+            logger.log_error(message)
+        print(message, file=sys.stderr, flush=True)
+    return diffs
 
 
 def validate_image(img: np.ndarray, max_pixels: int, name: str = "IMAGE") -> np.ndarray:
@@ -266,6 +297,7 @@ class ToolModel:
         from restore_r1.tools import get_tool
 
         config = _parse_config(args)
+        check_pixel_versions(config, self.pb)
         name = config_parameter(config, PARAM_TOOL)
         if not name:
             raise ValueError(f"model {config.get('name')!r}: parameter {PARAM_TOOL!r} is missing")
@@ -331,6 +363,7 @@ class PolicyModel:
     pb: Any = None
 
     def initialize(self, args: dict) -> None:
+        check_pixel_versions(_parse_config(args), self.pb)
         folder = policy_folder(args["model_repository"], args["model_version"])
         self.policy, self.encoder = load_policy_with_encoder(folder)
         self.folder = folder
@@ -461,6 +494,7 @@ class AgentModel:
         from restore_r1.judges import create_judge
 
         config = _parse_config(args)
+        check_pixel_versions(config, self.pb)
         self.judge_name = config_parameter(config, PARAM_JUDGE, DEFAULT_JUDGE)
         self.tool_timeout_s = float(config_parameter(config, PARAM_TOOL_TIMEOUT, str(DEFAULT_TOOL_TIMEOUT_S)))
         self.max_pixels = int(config_parameter(config, PARAM_MAX_PIXELS, str(DEFAULT_MAX_PIXELS)))

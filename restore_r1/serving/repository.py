@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from restore_r1.serving import backend as b
+from restore_r1.versions import format_versions, pixel_versions
 
 #: The committed repository, relative to the project root.
 DEFAULT_REPOSITORY = Path(__file__).resolve().parents[2] / "triton_models"
@@ -96,12 +97,15 @@ def model_config(name: str, kind: str, gpu: bool, dynamic_batching: bool = True,
 
 
 def model_specs() -> list[tuple[str, str, str, dict[str, str]]]:
-    """(model name, kind, description, parameters) of every model of the repository."""
+    """(model name, kind, description, parameters) of every model of the repository. Every model
+    carries the pixel-library versions it is exported with (``pixel_versions``): a model refuses
+    to load where they differ (:func:`restore_r1.serving.backend.check_pixel_versions`)."""
     from restore_r1.tools import list_tools
 
-    specs = [(b.tool_model_name(t.name), "tool", f"tool {t.name}", {b.PARAM_TOOL: t.name}) for t in list_tools(available_only=True)]
-    specs.append((b.POLICY_MODEL, "policy", "the tool-selection policy", {}))
-    specs.append((b.AGENT_MODEL, "agent", "the agent (BLS loop policy -> tool -> ... -> STOP)", dict(AGENT_PARAMETERS)))
+    versions = {b.PARAM_PIXEL_VERSIONS: format_versions(pixel_versions())}
+    specs = [(b.tool_model_name(t.name), "tool", f"tool {t.name}", {b.PARAM_TOOL: t.name, **versions}) for t in list_tools(available_only=True)]
+    specs.append((b.POLICY_MODEL, "policy", "the tool-selection policy", dict(versions)))
+    specs.append((b.AGENT_MODEL, "agent", "the agent (BLS loop policy -> tool -> ... -> STOP)", {**AGENT_PARAMETERS, **versions}))
     return specs
 
 

@@ -2,8 +2,8 @@
 
     python -m restore_r1.serving.server [--repo triton_models] [--venv .venv-triton] [--http-port 8000]
 
-The server runs from its own virtual environment (``make triton-venv``: the wheel, numpy<2,
-OpenCV 4.11, overlaid on the main venv for torch, pyiqa and this package). Three things make the wheel's binary work outside PyTriton:
+The server runs from its own virtual environment (``make triton-venv``: the wheel and the pixel
+lock of ``constraints.txt``, overlaid on the main venv for torch, pyiqa and this package). Three things make the wheel's binary work outside PyTriton:
 
 * the python backend needs the stub built for the venv's Python; the wheel keeps one per Python
   version apart, so a backend folder is assembled (links + that stub) in a scratch directory;
