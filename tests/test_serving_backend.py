@@ -488,3 +488,32 @@ def test_cli_fails_fast_in_one_line_when_triton_is_unreachable(protocol, tmp_pat
     err = capsys.readouterr().err
     assert code == 2 and "not reachable" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_writes_a_partial_result_warns_in_one_line_and_exits_0(tmp_path, capsys, monkeypatch):
+    from restore_r1.agent.inference import RestoreResult
+    from restore_r1.cli import main
+    from restore_r1.images import read_image, write_image
+    from restore_r1.serving import client
+
+    failed = {"step": 2, "tool": "clahe", "model": b.tool_model_name("clahe"), "reason": m.ERROR_TOOL_TIMEOUT, "message": "step 2, tool 'clahe': no answer"}
+
+    class PartialClient:
+        def __init__(self, url, protocol="http"):
+            pass
+
+        def check_ready(self):
+            pass
+
+        def restore(self, img, max_steps=None):
+            return RestoreResult(image=255 - img, tools=["gamma_correction"], scores=[2.0, 2.5], seconds=0.1, partial=True, failed=failed)
+
+    monkeypatch.setattr(client, "TritonAgentClient", PartialClient)
+    write_image(tmp_path / "a.png", image())
+    code = main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--triton-url", "127.0.0.1:1", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    (line,) = [json.loads(x) for x in out.splitlines()]
+    assert line["partial"] is True and line["failed"] == failed and line["tools"] == ["gamma_correction"]
+    np.testing.assert_array_equal(read_image(line["output"]), 255 - image())
+    assert err == f"warning: {tmp_path / 'a.png'}: partial result [{m.ERROR_TOOL_TIMEOUT}]: step 2, tool 'clahe': no answer; wrote the best image so far\n"
