@@ -56,10 +56,21 @@ def test_panels_cover_the_issue(board):
         "Steps per request",
         "Judge-score gain",
         "Agent failures by reason",
+        "Partial answers",
     ):
         assert wanted in titles
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids))
+
+
+def test_partial_answers_panel_shows_the_partial_outcome(board):
+    from restore_r1.serving import metrics as m
+
+    (panel,) = [p for p in board["panels"] if p["title"] == "Partial answers"]
+    exprs = {t["legendFormat"]: t["expr"] for t in panel["targets"]}
+    assert set(exprs) == {m.OUTCOME_PARTIAL, m.OUTCOME_ERROR} and panel["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    for outcome, expr in exprs.items():
+        assert f'outcome="{outcome}"' in expr and promql.metric_names(expr) == {m.REQUESTS_TOTAL}
 
 
 def test_every_expression_parses(board):

@@ -255,6 +255,209 @@ def test_agent_times_out_a_hanging_tool(repo, served):
     agent.finalize()
 
 
+def build_agent(repo: Path, **params: str):
+    """The agent model with some ``parameters`` of its cpu config replaced."""
+    args = stub.model_args(repo / b.AGENT_MODEL)
+    config = json.loads(args["model_config"])
+    for key, value in params.items():
+        config["parameters"][key]["string_value"] = value
+    args["model_config"] = json.dumps(config)
+    agent = load_model_py(repo / b.AGENT_MODEL)()
+    agent.initialize(args)
+    return agent
+
+
+#: The plan of :func:`scripted_policy` in the fault tests: three fast tools, then STOP.
+PLAN = ("gamma_correction", "clahe", "unsharp_defocus")
+
+
+def scripted_policy(plan=PLAN, fail_at: int | None = None):
+    """A BLS route for the policy model: ``plan[t]`` at step t + 1, then STOP; an error at step ``fail_at``."""
+
+    def fn(tensors):
+        history = b.decode_history(next(t for t in tensors if t.name() == b.HISTORY).as_numpy()[0])
+        step = len(history) + 1
+        if step == fail_at:
+            return pb.InferenceResponse(error=pb.TritonError("policy broke", pb.TritonError.INTERNAL))
+        name = plan[step - 1] if step <= len(plan) else b.STOP
+        action = step - 1 if step <= len(plan) else len(plan)
+        return pb.InferenceResponse(
+            output_tensors=[pb.Tensor(b.ACTION, np.array([[action]], np.int32)), pb.Tensor(b.ACTION_NAME, np.array([[name.encode()]], dtype=np.object_))]
+        )
+
+    return fn
+
+
+def _error_route(tensors):
+    return pb.InferenceResponse(error=pb.TritonError("boom", pb.TritonError.INTERNAL))
+
+
+def _raising_route(tensors):
+    raise RuntimeError("boom")
+
+
+def _bad_shape_route(tensors):
+    return pb.InferenceResponse(output_tensors=[pb.Tensor(b.OUTPUT_IMAGE, np.zeros((1, 20, 20, 3), np.uint8))])
+
+
+def trajectory(resp) -> dict:
+    return json.loads(pb.get_output_tensor_by_name(resp, b.TRAJECTORY).as_numpy()[0, 0])
+
+
+def output_image(resp) -> np.ndarray:
+    return pb.get_output_tensor_by_name(resp, b.OUTPUT_IMAGE).as_numpy()[0]
+
+
+def counter(name: str, **labels: str) -> float:
+    return sum(x.value for x in pb.MetricFamily.CREATED[name].metrics if x.labels == labels)
+
+
+def test_a_fault_free_answer_says_partial_false(repo, served, monkeypatch):
+    monkeypatch.setitem(stub.BLS_MODELS, b.POLICY_MODEL, scripted_policy())
+    agent = build_agent(repo)
+    traj = trajectory(agent_restore(agent, image(0)))
+    assert traj["tools"] == list(PLAN) and traj["partial"] is False and traj["failed"] is None
+    assert counter(m.REQUESTS_TOTAL, outcome=m.OUTCOME_OK) == 1 and counter(m.REQUESTS_TOTAL, outcome=m.OUTCOME_PARTIAL) == 0
+    agent.finalize()
+
+
+@pytest.mark.parametrize("route,what", [(_error_route, "boom"), (_raising_route, "RuntimeError: boom"), (_bad_shape_route, "shape")])
+def test_a_tool_failing_at_step_2_gives_the_best_image_so_far_flagged_partial(repo, served, monkeypatch, route, what):
+    from restore_r1.tools import get_tool
+
+    img = image(0)
+    monkeypatch.setitem(stub.BLS_MODELS, b.POLICY_MODEL, scripted_policy())
+    monkeypatch.setitem(stub.BLS_MODELS, b.tool_model_name(PLAN[1]), route)
+    agent = build_agent(repo)
+    resp = agent_restore(agent, img)
+    assert not resp.has_error(), resp.error().message()
+    traj = trajectory(resp)
+    assert traj["partial"] is True and traj["tools"] == [PLAN[0]] and len(traj["scores"]) == 2
+    failed = traj["failed"]
+    assert {k: failed[k] for k in ("step", "tool", "model", "reason")} == {
+        "step": 2,
+        "tool": PLAN[1],
+        "model": b.tool_model_name(PLAN[1]),
+        "reason": m.ERROR_TOOL_FAILED,
+    }
+    assert failed["message"].startswith(f"step 2, tool {PLAN[1]!r}: ") and what in failed["message"]
+    # The best of the input and the step-1 output, by the judge scores of the trajectory.
+    expected = get_tool(PLAN[0])(img) if traj["scores"][1] > traj["scores"][0] else img
+    np.testing.assert_array_equal(output_image(resp), expected)
+    assert counter(m.REQUESTS_TOTAL, outcome=m.OUTCOME_PARTIAL) == 1 and counter(m.REQUESTS_TOTAL, outcome=m.OUTCOME_OK) == 0
+    assert counter(m.ERRORS_TOTAL, reason=m.ERROR_TOOL_FAILED) == 1
+    assert pb.MetricFamily.CREATED[m.STEPS].metrics[-1].observations == [1]
+    agent.finalize()
+
+
+def test_a_tool_failing_at_step_1_is_an_error_naming_the_step(repo, served, monkeypatch):
+    monkeypatch.setitem(stub.BLS_MODELS, b.POLICY_MODEL, scripted_policy())
+    monkeypatch.setitem(stub.BLS_MODELS, b.tool_model_name(PLAN[0]), _raising_route)
+    agent = build_agent(repo)
+    resp = agent_restore(agent, image(0))
+    assert resp.has_error() and resp.error().code() == pb.TritonError.INTERNAL
+    message = resp.error().message()
+    assert message.startswith(f"[{m.ERROR_TOOL_FAILED}] step 1, tool {PLAN[0]!r}: model {b.tool_model_name(PLAN[0])} raised RuntimeError: boom")
+    assert counter(m.REQUESTS_TOTAL, outcome=m.OUTCOME_ERROR) == 1 and counter(m.REQUESTS_TOTAL, outcome=m.OUTCOME_PARTIAL) == 0
+    agent.finalize()
+
+
+def test_a_tool_hanging_at_step_3_times_out_into_a_partial_answer(repo, served, monkeypatch):
+    saved = stub.BLS_MODELS[b.tool_model_name(PLAN[2])]
+
+    def hang(tensors):
+        time.sleep(3)
+        return saved(tensors)
+
+    monkeypatch.setitem(stub.BLS_MODELS, b.POLICY_MODEL, scripted_policy())
+    monkeypatch.setitem(stub.BLS_MODELS, b.tool_model_name(PLAN[2]), hang)
+    agent = build_agent(repo, **{b.PARAM_TOOL_TIMEOUT: "0.3"})
+    start = time.perf_counter()
+    resp = agent_restore(agent, image(1))
+    took = time.perf_counter() - start
+    assert took < 2.5 and not resp.has_error(), resp.error().message() if resp.has_error() else took
+    traj = trajectory(resp)
+    assert traj["partial"] is True and traj["tools"] == list(PLAN[:2])
+    assert traj["failed"]["step"] == 3 and traj["failed"]["reason"] == m.ERROR_TOOL_TIMEOUT and "0.3 s" in traj["failed"]["message"]
+    assert len(traj["step_seconds"]) == 3 and traj["step_seconds"][-1] >= 0.3
+    assert counter(m.ERRORS_TOTAL, reason=m.ERROR_TOOL_TIMEOUT) == 1
+    agent.finalize()
+
+
+def test_a_tool_not_loaded_at_step_2_gives_a_partial_answer(repo, served, monkeypatch):
+    """An unloaded model: BLS answers "not found" (what the stub and Triton do for a model that is not loaded)."""
+    monkeypatch.setitem(stub.BLS_MODELS, b.POLICY_MODEL, scripted_policy())
+    monkeypatch.delitem(stub.BLS_MODELS, b.tool_model_name(PLAN[1]))
+    agent = build_agent(repo)
+    traj = trajectory(agent_restore(agent, image(0)))
+    assert traj["partial"] is True and traj["failed"]["reason"] == m.ERROR_TOOL_FAILED and "not found" in traj["failed"]["message"]
+    agent.finalize()
+
+
+def test_a_policy_failing_after_a_step_gives_a_partial_answer_and_at_step_1_an_error(repo, served, monkeypatch):
+    agent = build_agent(repo)
+    monkeypatch.setitem(stub.BLS_MODELS, b.POLICY_MODEL, scripted_policy(fail_at=2))
+    traj = trajectory(agent_restore(agent, image(0)))
+    assert traj["partial"] is True and traj["tools"] == [PLAN[0]]
+    assert traj["failed"]["step"] == 2 and traj["failed"]["tool"] is None and traj["failed"]["model"] == b.POLICY_MODEL
+    assert (
+        traj["failed"]["reason"] == m.ERROR_POLICY_FAILED
+        and traj["failed"]["message"].startswith("step 2, policy: ")
+        and "policy broke" in traj["failed"]["message"]
+    )
+    monkeypatch.setitem(stub.BLS_MODELS, b.POLICY_MODEL, scripted_policy(fail_at=1))
+    resp = agent_restore(agent, image(0))
+    assert resp.has_error() and resp.error().message().startswith(f"[{m.ERROR_POLICY_FAILED}] step 1, policy: ")
+    assert counter(m.ERRORS_TOTAL, reason=m.ERROR_POLICY_FAILED) == 2
+    assert counter(m.REQUESTS_TOTAL, outcome=m.OUTCOME_PARTIAL) == 1 and counter(m.REQUESTS_TOTAL, outcome=m.OUTCOME_ERROR) == 1
+    agent.finalize()
+
+
+@pytest.mark.parametrize(
+    "inputs,reason",
+    [
+        ({"IMAGE": np.array([[b"\x89PNG\r\n\x1a\n not pixels"]], dtype=np.object_)}, "expected uint8 pixels, got object"),
+        ({"MAX_STEPS": np.array([[1]], np.int32)}, "input IMAGE is missing"),
+        ({"IMAGE": image()[None], "MAX_STEPS": np.array([[-1]], np.int32)}, "MAX_STEPS -1 is out of range: expected 0..16"),
+        ({"IMAGE": image()[None], "MAX_STEPS": np.array([[10**6]], np.int32)}, "MAX_STEPS 1000000 is out of range"),
+        ({"IMAGE": image()[None], "MAX_STEPS": np.array([[1], [2]], np.int32)}, "2 values for 1 image(s)"),
+    ],
+    ids=["bytes", "no-image", "max-steps-negative", "max-steps-huge", "max-steps-count"],
+)
+def test_agent_bad_requests_are_invalid_arg_and_the_next_one_is_served(repo, served, inputs, reason):
+    agent = build_agent(repo)
+    (resp,) = agent.execute([stub.Request(**inputs)])
+    assert resp.has_error() and resp.error().code() == pb.TritonError.INVALID_ARG
+    assert resp.error().message().startswith(f"[{m.ERROR_INVALID_INPUT}] ") and reason in resp.error().message()
+    assert not agent_restore(agent, image()).has_error()
+    agent.finalize()
+
+
+def test_run_episode_answers_the_best_scoring_image_when_a_later_step_fails():
+    img = image()
+    outputs = {"a": np.full_like(img, 10), "b": np.full_like(img, 20)}
+    scores = {10: 3.0, 20: 2.5}  # by the outputs' pixel value; the input scores 2.0
+
+    def tool(name, im):
+        if name == "c":
+            raise b.ServingError(m.ERROR_TOOL_FAILED, "model restore_r1_tool_c failed: boom")
+        return outputs[name]
+
+    plan = iter([(0, "a"), (1, "b"), (2, "c")])
+    ep = b.run_episode(img, lambda im, h: next(plan), tool, lambda im: 2.0 if im is img else scores[int(im.flat[0])], max_steps=5)
+    assert ep.partial and ep.tools == ["a", "b"] and ep.scores == [2.0, 3.0, 2.5]
+    np.testing.assert_array_equal(ep.image, outputs["a"])  # step 1 scored best, not the last good step
+    assert ep.failed == b.StepFailure(3, "c", "restore_r1_tool_c", m.ERROR_TOOL_FAILED, "step 3, tool 'c': model restore_r1_tool_c failed: boom")
+    # Every step worse than the input: the answer is the input itself.
+    plan = iter([(0, "b"), (2, "c")])
+    ep = b.run_episode(img, lambda im, h: next(plan), tool, lambda im: 2.0 if im is img else 1.0, max_steps=5)
+    assert ep.partial and ep.image is img and ep.trajectory()["failed"]["step"] == 2
+    # Failing at step 1 leaves nothing to answer with.
+    with pytest.raises(b.ServingError, match="^step 1, tool 'c': ") as info:
+        b.run_episode(img, lambda im, h: (2, "c"), tool, lambda im: 2.0, max_steps=5)
+    assert info.value.reason == m.ERROR_TOOL_FAILED
+
+
 def test_run_episode_stops_at_stop_and_at_the_cap():
     img = image()
     plan = iter([(0, "a"), (1, "b"), (2, "STOP")])
@@ -285,3 +488,32 @@ def test_cli_fails_fast_in_one_line_when_triton_is_unreachable(protocol, tmp_pat
     err = capsys.readouterr().err
     assert code == 2 and "not reachable" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_writes_a_partial_result_warns_in_one_line_and_exits_0(tmp_path, capsys, monkeypatch):
+    from restore_r1.agent.inference import RestoreResult
+    from restore_r1.cli import main
+    from restore_r1.images import read_image, write_image
+    from restore_r1.serving import client
+
+    failed = {"step": 2, "tool": "clahe", "model": b.tool_model_name("clahe"), "reason": m.ERROR_TOOL_TIMEOUT, "message": "step 2, tool 'clahe': no answer"}
+
+    class PartialClient:
+        def __init__(self, url, protocol="http"):
+            pass
+
+        def check_ready(self):
+            pass
+
+        def restore(self, img, max_steps=None):
+            return RestoreResult(image=255 - img, tools=["gamma_correction"], scores=[2.0, 2.5], seconds=0.1, partial=True, failed=failed)
+
+    monkeypatch.setattr(client, "TritonAgentClient", PartialClient)
+    write_image(tmp_path / "a.png", image())
+    code = main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--triton-url", "127.0.0.1:1", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    (line,) = [json.loads(x) for x in out.splitlines()]
+    assert line["partial"] is True and line["failed"] == failed and line["tools"] == ["gamma_correction"]
+    np.testing.assert_array_equal(read_image(line["output"]), 255 - image())
+    assert err == f"warning: {tmp_path / 'a.png'}: partial result [{m.ERROR_TOOL_TIMEOUT}]: step 2, tool 'clahe': no answer; wrote the best image so far\n"

@@ -2,12 +2,14 @@
 
 One server for the module (about 20 s to load 17 python models): restores over HTTP and gRPC
 through the CLI compared with the in-process agent, bad inputs, metrics, a failing and a hanging
-tool model (swapped in and reloaded with the explicit model-control API), and a stop by process id.
-Skipped when the Triton venv is missing (``make test`` builds it).
+tool model (swapped in and reloaded with the explicit model-control API) at the first step (an
+error) and at the second (a partial answer), a tool model unloaded mid-request, and a stop by
+process id. Skipped when the Triton venv is missing (``make test`` builds it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -110,26 +112,38 @@ def test_restore_over_http_and_grpc_equals_in_process(server, tmp_path):
             assert int(np.abs(got.astype(int) - exp.image.astype(int)).max()) <= PIXEL_TOLERANCE
 
 
-def test_bad_inputs_are_invalid_arguments_and_the_server_stays_healthy(server):
+def test_bad_inputs_are_invalid_arguments_and_the_server_stays_healthy(server, tmp_path):
+    from restore_r1.images import write_image
     from restore_r1.serving.client import RemoteError, TritonAgentClient
 
+    png = write_image(tmp_path / "crop.png", crops()[0]).read_bytes()
     for protocol, url in (("http", server.http_url), ("grpc", server.grpc_url)):
         client = TritonAgentClient(url, protocol)
+        # (IMAGE or None for none, MAX_STEPS, what the one-line message must say)
         cases = {
-            "dtype": np.zeros((1, 32, 32, 3), np.float32),
-            "shape": np.zeros((1, 32, 32), np.uint8),
-            "channels": np.zeros((1, 32, 32, 4), np.uint8),
-            "empty": np.zeros((1, 0, 0, 3), np.uint8),
-            "tiny": np.zeros((1, 4, 4, 3), np.uint8),
-            "oversized": np.zeros((1, 256, 256, 3), np.uint8),
+            "dtype": (np.zeros((1, 32, 32, 3), np.float32), None, "IMAGE"),
+            "shape": (np.zeros((1, 32, 32), np.uint8), None, "IMAGE"),
+            "channels": (np.zeros((1, 32, 32, 4), np.uint8), None, "IMAGE"),
+            "empty": (np.zeros((1, 0, 0, 3), np.uint8), None, "empty"),
+            "tiny": (np.zeros((1, 4, 4, 3), np.uint8), None, "smaller than"),
+            "oversized": (np.zeros((1, 256, 256, 3), np.uint8), None, "more than"),
+            "file bytes as BYTES": (np.array([[png]], dtype=np.object_), None, "IMAGE"),
+            "file bytes as UINT8": (np.frombuffer(png, np.uint8)[None], None, "IMAGE"),
+            "no IMAGE": (None, 1, "input IMAGE is missing"),
+            "MAX_STEPS -1": (crops()[0][None], -1, "MAX_STEPS -1 is out of range: expected 0..16"),
+            "MAX_STEPS 10**6": (crops()[0][None], 10**6, "MAX_STEPS 1000000 is out of range: expected 0..16"),
         }
-        for what, array in cases.items():
+        for what, (array, max_steps, says) in cases.items():
             with pytest.raises(RemoteError) as info:
-                client.infer_raw(array)
-            status = str(info.value.status)
-            assert status in ("400", "StatusCode.INVALID_ARGUMENT"), (what, status, str(info.value))
+                client.infer_raw(array, max_steps)
+            status, message = str(info.value.status), str(info.value)
+            assert status in ("400", "StatusCode.INVALID_ARGUMENT"), (protocol, what, status, message)
+            assert says in message and "\n" not in message, (protocol, what, message)
+            if info.value.reason is not None:  # the agent refused it (not Triton's own checks)
+                assert info.value.reason == m.ERROR_INVALID_INPUT, (protocol, what, message)
         assert client.ready()
-        assert client.restore(crops()[0]).image.shape == (96, 128, 3)
+        result = client.restore(crops()[0])
+        assert result.image.shape == (96, 128, 3) and not result.partial
         client.close()
 
 
@@ -181,36 +195,129 @@ def test_metrics_count_requests_tools_steps_and_errors(server):
     assert metric_value(after, "nv_inference_request_success", model=b.POLICY_MODEL) >= 1
 
 
-def test_a_failing_then_hanging_tool_gets_a_clear_error_never_a_hang(server):
+@contextlib.contextmanager
+def swapped_model(server, admin, tool: str, body: str):
+    """Tool ``tool``'s model.py replaced by ``body`` and reloaded; the original reloaded after."""
+    model_py = server.repository / b.tool_model_name(tool) / MODEL_VERSION / "model.py"
+    original = model_py.read_text()
+    model_py.write_text(body)
+    try:
+        admin.load_model(b.tool_model_name(tool))
+        yield
+    finally:
+        model_py.write_text(original)
+        admin.load_model(b.tool_model_name(tool))
+
+
+def wait_out_hang(started: float) -> None:
+    """Sleeps until a call to the hanging model made at ``started`` has returned.
+
+    The agent abandons it after TOOL_TIMEOUT_S, but the call holds the agent instance's BLS lock
+    until the model answers, so the next request to that instance would wait for it.
+    """
+    time.sleep(max(0.0, started + HANG_S + 1 - time.monotonic()))
+
+
+def plan_of(client, img) -> tuple[str, str]:
+    """The first two tools the served (random) policy applies to ``img``."""
+    result = client.restore(img)
+    assert len(result.tools) >= 2 and not result.partial, f"the test policy should call two tools on this crop, got {result.tools}"
+    return result.tools[0], result.tools[1]  # different: the policy forbids a repeat
+
+
+@pytest.mark.timeout(240)
+def test_a_failing_then_hanging_tool_gets_a_partial_answer_or_a_clear_error_never_a_hang(server, tmp_path):
     import tritonclient.http as httpclient
 
+    from restore_r1.images import read_image, write_image
     from restore_r1.serving.client import RemoteError, TritonAgentClient
 
     img = crops()[0]
     client = TritonAgentClient(server.http_url)
-    tool = client.restore(img).tools[0]
-    model_py = server.repository / b.tool_model_name(tool) / MODEL_VERSION / "model.py"
-    original = model_py.read_text()
+    grpc = TritonAgentClient(server.grpc_url, "grpc")
+    first, second = plan_of(client, img)
+    after_first = client.restore(img, max_steps=1).image
     admin = httpclient.InferenceServerClient(server.http_url)
-    try:
-        for body, reason, bound in ((FAILING_MODEL, m.ERROR_TOOL_FAILED, 30), (HANGING_MODEL, m.ERROR_TOOL_TIMEOUT, TOOL_TIMEOUT_S + 10)):
-            model_py.write_text(body)
-            admin.load_model(b.tool_model_name(tool))
+    before = metrics_text(server)
+    for body, reason in ((FAILING_MODEL, m.ERROR_TOOL_FAILED), (HANGING_MODEL, m.ERROR_TOOL_TIMEOUT)):
+        bound = 30 if reason == m.ERROR_TOOL_FAILED else TOOL_TIMEOUT_S + 10
+        with swapped_model(server, admin, second, body):
+            # Fails at step 2: the best of the input and the step-1 image, flagged partial.
             start = time.monotonic()
-            with pytest.raises(RemoteError) as info:
-                client.restore(img)
+            result = client.restore(img)
             assert time.monotonic() - start < bound
-            assert info.value.reason == reason and b.tool_model_name(tool) in str(info.value)
-            assert client.ready()
-        time.sleep(HANG_S)  # let the hanging call finish before the model is swapped back
-    finally:
-        model_py.write_text(original)
-        admin.load_model(b.tool_model_name(tool))
-        admin.close()
-    assert client.restore(img).tools[0] == tool
-    text = metrics_text(server)
-    assert metric_value(text, m.ERRORS_TOTAL, reason=m.ERROR_TOOL_FAILED) >= 1
-    assert metric_value(text, m.ERRORS_TOTAL, reason=m.ERROR_TOOL_TIMEOUT) >= 1
+            assert result.partial and result.tools == [first] and len(result.scores) == 2
+            failed = result.failed
+            assert (failed["step"], failed["tool"], failed["model"], failed["reason"]) == (2, second, b.tool_model_name(second), reason)
+            assert failed["message"].startswith(f"step 2, tool {second!r}: ")
+            np.testing.assert_array_equal(result.image, after_first if result.scores[1] > result.scores[0] else img)
+            if reason == m.ERROR_TOOL_FAILED:
+                assert grpc.restore(img).failed == failed
+                # The CLI writes the partial result, warns in one line and exits 0.
+                proc = cli("restore", str(write_image(tmp_path / "in.png", img)), "-o", str(tmp_path / "out.png"), "--triton-url", server.http_url, "--json")
+                assert proc.returncode == 0, proc.stderr
+                line = json.loads(proc.stdout)
+                assert line["partial"] is True and line["failed"] == failed
+                np.testing.assert_array_equal(read_image(tmp_path / "out.png"), result.image)
+                assert proc.stderr.startswith("warning: ") and f"[{reason}]" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+            else:
+                wait_out_hang(start)
+            # Fails at step 1: nothing to answer with, an error naming the step and the model.
+            with swapped_model(server, admin, first, body):
+                start = time.monotonic()
+                with pytest.raises(RemoteError) as info:
+                    client.restore(img)
+                assert time.monotonic() - start < bound
+                assert info.value.reason == reason and f"step 1, tool {first!r}: model {b.tool_model_name(first)}" in str(info.value)
+                assert client.ready()
+                if reason == m.ERROR_TOOL_TIMEOUT:
+                    wait_out_hang(start)
+    admin.close()
+    result = client.restore(img)
+    assert result.tools[:2] == [first, second] and not result.partial
+    after = metrics_text(server)
+    # Partial: HTTP, gRPC and CLI with the failing model, HTTP with the hanging one; errors: one each.
+    for outcome, gained in ((m.OUTCOME_PARTIAL, 4), (m.OUTCOME_ERROR, 2)):
+        assert metric_value(after, m.REQUESTS_TOTAL, outcome=outcome) - metric_value(before, m.REQUESTS_TOTAL, outcome=outcome) == gained
+    for reason, gained in ((m.ERROR_TOOL_FAILED, 4), (m.ERROR_TOOL_TIMEOUT, 2)):
+        assert metric_value(after, m.ERRORS_TOTAL, reason=reason) - metric_value(before, m.ERRORS_TOTAL, reason=reason) == gained
+    client.close()
+    grpc.close()
+
+
+@pytest.mark.timeout(180)
+def test_a_tool_unloaded_mid_request_gives_a_partial_answer_never_a_hang(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import tritonclient.http as httpclient
+
+    from restore_r1.serving.client import TritonAgentClient
+
+    img = crops()[0]
+    client = TritonAgentClient(server.http_url)
+    first, second = plan_of(client, img)
+    name = b.tool_model_name(second)
+    admin = httpclient.InferenceServerClient(server.http_url)
+    with swapped_model(server, admin, second, HANGING_MODEL):
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            start = time.monotonic()
+            pending = pool.submit(lambda: TritonAgentClient(server.http_url).restore(img))
+            time.sleep(1.0)  # step 1 done, step 2 waiting on the hanging model (or about to call it)
+            admin.unload_model(name)
+            result = pending.result(timeout=TOOL_TIMEOUT_S + 30)
+            took = time.monotonic() - start
+        assert took < TOOL_TIMEOUT_S + 10, took
+        assert result.partial and result.tools == [first], result
+        assert result.failed["step"] == 2 and result.failed["tool"] == second and result.failed["reason"] in (m.ERROR_TOOL_FAILED, m.ERROR_TOOL_TIMEOUT)
+        wait_out_hang(start)
+        # While it is unloaded, step 2 fails at once: a partial answer naming the model.
+        start = time.monotonic()
+        result = client.restore(img)
+        assert time.monotonic() - start < 30
+        assert result.partial and result.failed["reason"] == m.ERROR_TOOL_FAILED and name in result.failed["message"], result.failed
+    admin.close()
+    result = client.restore(img)  # reloaded by swapped_model: the whole plan again
+    assert result.tools[:2] == [first, second] and not result.partial
     client.close()
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,12 +82,20 @@ class RestoreResult:
         tools: tool names in the order applied.
         scores: judge score of the input and after each tool (len(tools) + 1 values).
         seconds: wall-clock time of the whole episode (encoder, policy, tools, judge).
+        partial: a served agent cut the episode short (a tool or the policy failed after a
+            successful step); ``image`` is then the best-scoring image so far. Always False
+            in-process, where a failing tool raises.
+        failed: for a partial result, the failed step as the server reported it (``step``,
+            ``tool``, ``model``, ``reason``, ``message``: see
+            :class:`restore_r1.serving.backend.StepFailure`); None otherwise.
     """
 
     image: np.ndarray
     tools: list[str]
     scores: list[float]
     seconds: float
+    partial: bool = False
+    failed: dict[str, Any] | None = None
 
 
 @dataclass

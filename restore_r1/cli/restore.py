@@ -10,13 +10,19 @@ that file, in the format of its suffix; otherwise OUT is a folder and each resul
 ``out.png`` is never what was meant). Existing outputs are refused before any work unless
 ``--overwrite`` is given; writes are atomic. Per image it reports the tools chosen in order, the judge score after each step and the seconds
 taken; ``--json`` prints one JSON object per image (``input``, ``output``, ``tools``, ``scores``,
-``seconds``). Bad inputs are reported and skipped (exit 1), the others are restored.
+``seconds``, ``partial``, ``failed``). Bad inputs are reported and skipped (exit 1), the others are restored.
+
+Through ``--triton-url``, a tool (or the policy) that fails after a successful step gives a
+*partial* result: the best image so far is written, ``partial`` is true and ``failed`` holds the
+server's ``{"step", "tool", "model", "reason", "message"}``, one ``warning:`` line goes to stderr,
+and the image counts as restored (exit 0). A failure at the first step is an error (exit 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from restore_r1.cli.common import add_output_arguments, expand_inputs, image_batch, non_negative_int, output_targets
@@ -58,14 +64,24 @@ def run(args: argparse.Namespace) -> int:
     def work(path: Path, target: Path, img) -> None:
         result = restore(img)
         write_image(target, result.image, overwrite=args.overwrite)
+        if result.partial:
+            print(f"warning: {path}: {partial_warning(result.failed)}", file=sys.stderr, flush=True)
         if args.json:
-            print(
-                json.dumps({"input": str(path), "output": str(target), "tools": result.tools, "scores": result.scores, "seconds": result.seconds}), flush=True
-            )
+            record = {"input": str(path), "output": str(target), "tools": result.tools, "scores": result.scores, "seconds": result.seconds}
+            print(json.dumps({**record, "partial": result.partial, "failed": result.failed}), flush=True)
         else:
             chain = " -> ".join(result.tools) or "(no tool)"
             scores = " -> ".join(f"{s:.3f}" for s in result.scores)
-            print(f"{path}: {chain}; judge {scores}; {result.seconds:.2f} s -> {target}", flush=True)
+            flag = " (partial)" if result.partial else ""
+            print(f"{path}: {chain}; judge {scores}; {result.seconds:.2f} s -> {target}{flag}", flush=True)
 
     failures = image_batch(paths, targets, args.max_pixels, work)
     return failures.report(len(paths))
+
+
+def partial_warning(failed: dict | None) -> str:
+    """One line for a partial result: which step failed, why, and what was written instead."""
+    failed = failed or {}
+    reason = failed.get("reason", "unknown")
+    message = " ".join(str(failed.get("message", "no details")).split())
+    return f"partial result [{reason}]: {message}; wrote the best image so far"

@@ -84,6 +84,11 @@ def _hist_avg(histogram: str) -> str:
     return f"sum(rate({histogram}_sum{{{JOB}}}[{RATE}])) / sum(rate({histogram}_count{{{JOB}}}[{RATE}]))"
 
 
+def _outcome_share(outcome: str) -> str:
+    """Share (0-1) of agent requests with ``outcome`` among all agent requests."""
+    return f'sum(rate({agent.REQUESTS_TOTAL}{{{JOB}, outcome="{outcome}"}}[{RATE}])) / sum(rate({agent.REQUESTS_TOTAL}{{{JOB}}}[{RATE}]))'
+
+
 #: The dashboard: rows of panels, in display order.
 ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
     (
@@ -208,6 +213,13 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                 "ops",
                 (Target(f"sum by (model, reason) (rate(nv_inference_request_failure{{{JOB_MODEL}}}[{RATE}]))", "{{model}} {{reason}}"),),
                 "Failed inference requests per second (reason label where Triton sets one)",
+            ),
+            Panel(
+                "Partial answers",
+                "percentunit",
+                (Target(_outcome_share(agent.OUTCOME_PARTIAL), agent.OUTCOME_PARTIAL), Target(_outcome_share(agent.OUTCOME_ERROR), agent.OUTCOME_ERROR)),
+                "Share of agent requests answered partially (a tool or the policy failed after a successful step: "
+                "the best image so far is returned, flagged partial) and share that ended in an error; the reasons are in Agent failures by reason",
             ),
         ),
     ),

@@ -15,13 +15,30 @@ Tensors (batch dimension first; the client sends one image per request):
   indices so far, padded with -1) -> ``ACTION`` int32 [B, 1] (K = STOP) and ``ACTION_NAME`` bytes
   [B, 1]. The policy model runs the policy's frozen encoder and the MLP (greedy argmax).
 * agent ``restore_r1_agent``: ``IMAGE`` uint8 [B, H, W, 3] and optional ``MAX_STEPS`` int32 [B, 1]
-  -> ``OUTPUT_IMAGE`` uint8 [B, H, W, 3] and ``TRAJECTORY`` bytes [B, 1], a JSON object
-  ``{"tools", "scores", "step_seconds", "seconds"}``.
+  (0..16) -> ``OUTPUT_IMAGE`` uint8 [B, H, W, 3] and ``TRAJECTORY`` bytes [B, 1], a JSON object
+  ``{"tools", "scores", "step_seconds", "seconds", "partial", "failed"}``.
 
 The agent loops policy -> tool -> ... -> STOP with BLS calls and scores each image with the judge
 (``restore_r1.judges.create_judge``, in the agent's own process). Each BLS call runs in a worker
-thread bounded by ``tool_timeout_s``: a tool model that errors or does not answer in time ends the
-request with an error naming the tool, the step and the reason; the agent never waits longer.
+thread bounded by ``tool_timeout_s``, so the agent never waits longer for one model.
+
+Faults. When a tool model answers with an error, returns a bad image, does not answer within
+``tool_timeout_s`` or is not loaded (unloaded mid-request), or the policy model fails the same
+ways, the episode stops at that step:
+
+* if an earlier step succeeded, the answer is **partial**: ``OUTPUT_IMAGE`` is the best image so
+  far, the one with the highest judge score among the input and the successful steps' outputs (the
+  earliest on ties; it may be the input), ``TRAJECTORY`` has ``"partial": true`` and ``"failed":
+  {"step", "tool", "model", "reason", "message"}`` (``tool`` is null when the policy failed), and
+  the request counts as ``outcome="partial"`` plus one ``errors_total{reason}``;
+* if it was the first step (nothing succeeded), the request ends with an error naming the step,
+  the model and the reason tag (``[tool_failed] step 1, tool 'clahe': ...``), as a failure of the
+  whole request.
+
+Answers without a fault have ``"partial": false, "failed": null`` and the last image (the policy's
+STOP or the step cap), as the in-process :class:`restore_r1.agent.inference.Agent`. Bad input
+(wrong dtype or shape, empty, too small or too large images, ``MAX_STEPS`` outside 0..16, no
+``IMAGE``) is INVALID_ARG (``[invalid_input]``).
 """
 
 from __future__ import annotations
@@ -33,7 +50,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +179,22 @@ def validate_image(img: np.ndarray, max_pixels: int, name: str = "IMAGE") -> np.
     return check_rgb(img, name=name)
 
 
+def parse_max_steps(caps: np.ndarray, n_images: int) -> list[int]:
+    """``MAX_STEPS`` int [B, 1] -> one cap on tool calls per image, each in 0..HISTORY_LEN.
+
+    Raises:
+        ImageError: wrong count or a value out of range (becomes INVALID_ARG); the message names
+            the bad value.
+    """
+    values = [int(c) for c in np.asarray(caps).reshape(-1)]
+    if len(values) != n_images:
+        raise ImageError(f"{MAX_STEPS}: {len(values)} values for {n_images} image(s); send one per image")
+    for value in values:
+        if not 0 <= value <= HISTORY_LEN:
+            raise ImageError(f"{MAX_STEPS} {value} is out of range: expected 0..{HISTORY_LEN} tool calls")
+    return values
+
+
 def encode_history(history: Sequence[int], length: int = HISTORY_LEN) -> np.ndarray:
     """Tool indices -> int32 [length] padded with -1."""
     if len(history) > length:
@@ -183,16 +216,38 @@ def decode_history(row: np.ndarray) -> list[int]:
     return out
 
 
+@dataclass(frozen=True)
+class StepFailure:
+    """The failed call that ended an episode early (the ``"failed"`` object of ``TRAJECTORY``).
+
+    Attributes:
+        step: 1-based step: step n is the n-th policy decision and the tool call it chose.
+        tool: the tool called at that step, or ``None`` when the policy model failed.
+        model: the Triton model that failed (a tool model or the policy model).
+        reason: one of :data:`restore_r1.serving.metrics.ERROR_REASONS`.
+        message: one line saying what went wrong (starts with ``step n, ...``).
+    """
+
+    step: int
+    tool: str | None
+    model: str
+    reason: str
+    message: str
+
+
 @dataclass
 class Episode:
     """One restore through the agent loop.
 
     Attributes:
-        image: uint8 RGB H×W×3, the last tool's output (or the input).
-        tools: tool names in the order applied.
-        scores: judge score of the input and after each tool.
-        step_seconds: seconds of each decision (the last one is STOP unless capped).
+        image: uint8 RGB H×W×3, the answer: the last tool's output (or the input), or, when
+            ``failed`` is set, the highest-scoring image of ``scores`` (the earliest on ties).
+        tools: tool names in the order applied (successful calls only).
+        scores: judge score of the input and after each tool in ``tools``.
+        step_seconds: seconds of each decision (the last one is STOP unless capped, or the
+            failed step when ``failed`` is set).
         seconds: the whole episode.
+        failed: the failure that stopped the episode after at least one successful step, else None.
     """
 
     image: np.ndarray
@@ -200,10 +255,38 @@ class Episode:
     scores: list[float] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    failed: StepFailure | None = None
+
+    @property
+    def partial(self) -> bool:
+        """Whether the episode was cut short by a failure (the answer is the best image so far)."""
+        return self.failed is not None
 
     def trajectory(self) -> dict[str, Any]:
         """The JSON-able trajectory returned in ``TRAJECTORY``."""
-        return {"tools": self.tools, "scores": self.scores, "step_seconds": self.step_seconds, "seconds": self.seconds}
+        return {
+            "tools": self.tools,
+            "scores": self.scores,
+            "step_seconds": self.step_seconds,
+            "seconds": self.seconds,
+            "partial": self.partial,
+            "failed": None if self.failed is None else asdict(self.failed),
+        }
+
+
+def _checked_output(tool: str, out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A tool model's output, checked to be uint8 RGB of the input's ``shape``.
+
+    Raises:
+        ServingError: ``tool_failed``, naming the model and what is wrong.
+    """
+    try:
+        out = check_rgb(out, name=f"output of tool model {tool_model_name(tool)}")
+    except ImageError as exc:
+        raise ServingError(m.ERROR_TOOL_FAILED, str(exc)) from None
+    if out.shape != shape:
+        raise ServingError(m.ERROR_TOOL_FAILED, f"tool model {tool_model_name(tool)} returned shape {out.shape} for {shape}")
+    return out
 
 
 def run_episode(
@@ -216,44 +299,62 @@ def run_episode(
 ) -> Episode:
     """The agent loop: policy -> tool -> ... until STOP or ``max_steps`` tool calls.
 
+    A :class:`ServingError` of ``call_policy`` or ``call_tool`` (or a bad tool output) after at
+    least one successful tool call ends the episode early with ``failed`` set and, as its image,
+    the best image so far: the highest judge score among the input and each successful step's
+    output, the earliest on ties (a later tool may have made things worse, and the failure says
+    nothing about the last good step being the best).
+
     Args:
         image: uint8 RGB H×W×3 (validated by the caller).
         call_policy: (image, history of tool indices) -> (action index, action name or "STOP").
         call_tool: (tool name, image) -> the tool's output image.
         score: judge score of one image (higher is better).
         max_steps: cap on tool calls (the policy also stops at its own ``max_steps``).
-        on_step: called with (action name, seconds) after each decision.
+        on_step: called with (action name, seconds) after each successful decision.
 
     Raises:
-        ServingError: a tool or the policy failed (``reason`` says which way).
+        ServingError: the first step failed, so there is nothing to answer with (``reason`` says
+            which way; the message starts with ``step 1, ...``).
     """
     start = time.perf_counter()
     ep = Episode(image=image, scores=[float(score(image))])
+    best, best_score = image, ep.scores[0]
     history: list[int] = []
     while len(history) < max_steps:
+        step = len(history) + 1
         t0 = time.perf_counter()
-        action, name = call_policy(ep.image, history)
+        name: str | None = None
+        try:
+            action, name = call_policy(ep.image, history)
+            if name != STOP:
+                out = _checked_output(name, call_tool(name, ep.image), ep.image.shape)
+        except ServingError as exc:
+            where = f"tool {name!r}" if name is not None else "policy"
+            failure = StepFailure(step, name, tool_model_name(name) if name is not None else POLICY_MODEL, exc.reason, f"step {step}, {where}: {exc}")
+            if not ep.tools:
+                raise ServingError(exc.reason, failure.message) from None
+            ep.failed = failure
+            ep.step_seconds.append(time.perf_counter() - t0)
+            break
         if name == STOP:
             seconds = time.perf_counter() - t0
             ep.step_seconds.append(seconds)
             if on_step:
                 on_step(STOP, seconds)
             break
-        out = call_tool(name, ep.image)
-        try:
-            out = check_rgb(out, name=f"output of tool model {tool_model_name(name)}")
-        except ImageError as exc:
-            raise ServingError(m.ERROR_TOOL_FAILED, str(exc)) from None
-        if out.shape != ep.image.shape:
-            raise ServingError(m.ERROR_TOOL_FAILED, f"tool model {tool_model_name(name)} returned shape {out.shape} for {ep.image.shape}")
         ep.image = out
         history.append(int(action))
         ep.tools.append(name)
         ep.scores.append(float(score(out)))
+        if ep.scores[-1] > best_score:
+            best, best_score = out, ep.scores[-1]
         seconds = time.perf_counter() - t0
         ep.step_seconds.append(seconds)
         if on_step:
             on_step(name, seconds)
+    if ep.failed is not None:
+        ep.image = best
     ep.seconds = time.perf_counter() - start
     return ep
 
@@ -517,7 +618,14 @@ class AgentModel:
         self.metrics = AgentMetrics(self.pb)
 
     # -- BLS calls ---------------------------------------------------------------------------
-    def _bls(self, model: str, inputs: list, outputs: list[str], reason: str, what: str) -> list[np.ndarray]:
+    def _bls(self, model: str, inputs: list, outputs: list[str], reason: str) -> list[np.ndarray]:
+        """One BLS call bounded by ``tool_timeout_s``; the outputs as arrays.
+
+        Raises:
+            ServingError: ``reason`` when the model answers with an error (a model that is not
+                loaded, e.g. unloaded mid-request, answers so too), raises or lacks an output;
+                ``tool_timeout`` (or ``reason`` for the policy) when it does not answer in time.
+        """
         pb = self.pb
         request = pb.InferenceRequest(model_name=model, requested_output_names=outputs, inputs=inputs)
 
@@ -530,34 +638,34 @@ class AgentModel:
             response = future.result(timeout=self.tool_timeout_s)
         except FutureTimeout:
             raise ServingError(
-                m.ERROR_TOOL_TIMEOUT if reason == m.ERROR_TOOL_FAILED else reason, f"{what}: model {model} did not answer within {self.tool_timeout_s:g} s"
+                m.ERROR_TOOL_TIMEOUT if reason == m.ERROR_TOOL_FAILED else reason, f"model {model} did not answer within {self.tool_timeout_s:g} s"
             ) from None
+        except Exception as exc:  # Triton edge: exec() itself raised (e.g. the stub lost the model)
+            raise ServingError(reason, f"model {model} raised {type(exc).__name__}: {' '.join(str(exc).split())}") from None
         if response.has_error():
-            raise ServingError(reason, f"{what}: model {model} failed: {response.error().message()}")
+            raise ServingError(reason, f"model {model} failed: {' '.join(response.error().message().split())}")
         out = []
         for name in outputs:
             tensor = pb.get_output_tensor_by_name(response, name)
             if tensor is None:
-                raise ServingError(reason, f"{what}: model {model} returned no {name}")
+                raise ServingError(reason, f"model {model} returned no {name}")
             out.append(tensor.as_numpy())
         return out
 
     def call_policy(self, image: np.ndarray, history: list[int]) -> tuple[int, str]:
         pb = self.pb
-        step = len(history) + 1
         action, name = self._bls(
             POLICY_MODEL,
             [pb.Tensor(IMAGE, image[None]), pb.Tensor(HISTORY, encode_history(history)[None])],
             [ACTION, ACTION_NAME],
             m.ERROR_POLICY_FAILED,
-            f"step {step}",
         )
         raw = name.reshape(-1)[0]
         return int(action.reshape(-1)[0]), raw.decode() if isinstance(raw, bytes) else str(raw)
 
-    def call_tool(self, tool: str, image: np.ndarray, step: int = 0) -> np.ndarray:
+    def call_tool(self, tool: str, image: np.ndarray) -> np.ndarray:
         pb = self.pb
-        (out,) = self._bls(tool_model_name(tool), [pb.Tensor(IMAGE, image[None])], [OUTPUT_IMAGE], m.ERROR_TOOL_FAILED, f"tool {tool!r}")
+        (out,) = self._bls(tool_model_name(tool), [pb.Tensor(IMAGE, image[None])], [OUTPUT_IMAGE], m.ERROR_TOOL_FAILED)
         return out[0]
 
     def score(self, image: np.ndarray, start: np.ndarray | None = None) -> float:
@@ -580,20 +688,22 @@ class AgentModel:
         return self._respond(request, events), events
 
     def _respond(self, request, events: MetricEvents) -> Any:
+        """One request's response: the images and trajectories (partial when an episode failed
+        after a step), or an error (bad input; a failure at the first step; a bug)."""
         pb = self.pb
         start = time.perf_counter()
         try:
             try:
                 batch = _input(pb, request, IMAGE)
                 caps = _input(pb, request, MAX_STEPS, required=False)
+                if batch.dtype != np.uint8:
+                    raise ImageError(f"{IMAGE}: expected uint8 pixels, got {batch.dtype} of shape {batch.shape}; send decoded RGB, not file bytes")
                 if batch.ndim != 4:
                     raise ImageError(f"{IMAGE}: expected [B, H, W, 3], got shape {batch.shape}")
                 if batch.shape[0] == 0:
                     raise ImageError(f"{IMAGE}: empty batch")
                 imgs = [validate_image(img, self.max_pixels, name=f"{IMAGE}[{i}]") for i, img in enumerate(batch)]
-                limits = [HISTORY_LEN] * len(imgs) if caps is None else [int(c) for c in np.asarray(caps).reshape(-1)]
-                if len(limits) != len(imgs) or any(not 0 <= c <= HISTORY_LEN for c in limits):
-                    raise ImageError(f"{MAX_STEPS} {limits}: one value per image, each in 0..{HISTORY_LEN}")
+                limits = [HISTORY_LEN] * len(imgs) if caps is None else parse_max_steps(caps, len(imgs))
             except (ImageError, ValueError) as exc:
                 raise ServingError(m.ERROR_INVALID_INPUT, str(exc)) from None
             episodes = [self._episode(img, cap, events) for img, cap in zip(imgs, limits)]
@@ -607,8 +717,10 @@ class AgentModel:
             return _error_response(pb, f"[{m.ERROR_INTERNAL}] {type(exc).__name__}: {exc}", invalid=False)
         for ep in episodes:
             events.observe(m.STEPS, len(ep.tools))
-            events.observe(m.JUDGE_GAIN, ep.scores[-1] - ep.scores[0])
-        events.increment(m.REQUESTS_TOTAL, outcome=m.OUTCOME_OK)
+            events.observe(m.JUDGE_GAIN, (max(ep.scores) if ep.partial else ep.scores[-1]) - ep.scores[0])
+            if ep.failed is not None:
+                events.increment(m.ERRORS_TOTAL, reason=ep.failed.reason)
+        events.increment(m.REQUESTS_TOTAL, outcome=m.OUTCOME_PARTIAL if any(ep.partial for ep in episodes) else m.OUTCOME_OK)
         events.observe(m.REQUEST_LATENCY_SECONDS, time.perf_counter() - start)
         trajectories = np.array([[json.dumps(ep.trajectory()).encode()] for ep in episodes], dtype=np.object_)
         return pb.InferenceResponse(

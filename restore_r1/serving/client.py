@@ -1,11 +1,13 @@
 """Client of the agent model on a Triton server (``restore-r1 restore --triton-url``).
 
     client = TritonAgentClient("127.0.0.1:8000", protocol="http")
-    result = client.restore(img)          # RestoreResult(image, tools, scores, seconds)
+    result = client.restore(img)          # RestoreResult(image, tools, scores, seconds, partial, failed)
 
 One image per request (``IMAGE`` uint8 [1, H, W, 3]); ``TRAJECTORY`` comes back as JSON. A
-server-side error (bad input, a failed or timed-out tool) raises :class:`RemoteError` with the
-server's message and its reason tag (``[tool_timeout] ...``).
+server-side error (bad input, a tool or the policy failing at the first step) raises
+:class:`RemoteError` with the server's message and its reason tag (``[tool_timeout] ...``). A
+failure after a successful step is not an error: the result is the best image so far with
+``partial=True`` and ``failed`` saying which step, tool and why.
 """
 
 from __future__ import annotations
@@ -88,17 +90,21 @@ class TritonAgentClient:
         if not self.ready():
             raise RemoteError(f"Triton at {self.url} ({self.protocol}) is not reachable or its model {self.model} is not ready")
 
-    def infer_raw(self, array: np.ndarray, max_steps: int | None = None):
-        """Sends ``array`` as ``IMAGE`` as it is (any dtype/shape: for tests); returns the result object."""
+    def infer_raw(self, array: np.ndarray | None, max_steps: int | None = None):
+        """Sends ``array`` as ``IMAGE`` as it is (any dtype/shape, or None for no ``IMAGE``: for
+        tests) and ``max_steps`` as ``MAX_STEPS`` int32 [B, 1]; returns the result object."""
         from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
         tc = self._tc
-        inp = tc.InferInput(IMAGE, list(array.shape), np_to_triton_dtype(array.dtype))
-        inp.set_data_from_numpy(array)
-        inputs = [inp]
+        inputs = []
+        if array is not None:
+            inp = tc.InferInput(IMAGE, list(array.shape), np_to_triton_dtype(array.dtype))
+            inp.set_data_from_numpy(array)
+            inputs.append(inp)
         if max_steps is not None:
-            cap = tc.InferInput(MAX_STEPS, [array.shape[0], 1], "INT32")
-            cap.set_data_from_numpy(np.full((array.shape[0], 1), max_steps, dtype=np.int32))
+            rows = 1 if array is None else array.shape[0]
+            cap = tc.InferInput(MAX_STEPS, [rows, 1], "INT32")
+            cap.set_data_from_numpy(np.full((rows, 1), max_steps, dtype=np.int32))
             inputs.append(cap)
         outputs = [tc.InferRequestedOutput(OUTPUT_IMAGE), tc.InferRequestedOutput(TRAJECTORY)]
         try:
@@ -113,6 +119,10 @@ class TritonAgentClient:
     def restore(self, img: np.ndarray, max_steps: int | None = None) -> RestoreResult:
         """Restores one uint8 RGB H×W×3 image through the agent model.
 
+        Returns:
+            The result; ``partial`` and ``failed`` say whether a step failed after a good one
+            (the image is then the best so far).
+
         Raises:
             RemoteError: the server refused or failed the request.
         """
@@ -120,7 +130,14 @@ class TritonAgentClient:
         image = result.as_numpy(OUTPUT_IMAGE)[0]
         raw = result.as_numpy(TRAJECTORY).reshape(-1)[0]
         traj = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-        return RestoreResult(image=image, tools=list(traj["tools"]), scores=[float(s) for s in traj["scores"]], seconds=float(traj["seconds"]))
+        return RestoreResult(
+            image=image,
+            tools=list(traj["tools"]),
+            scores=[float(s) for s in traj["scores"]],
+            seconds=float(traj["seconds"]),
+            partial=bool(traj.get("partial", False)),  # absent from servers older than the fault handling
+            failed=traj.get("failed"),
+        )
 
     def close(self) -> None:
         self._client.close()

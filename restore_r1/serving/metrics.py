@@ -17,9 +17,9 @@ from dataclasses import dataclass
 #: Prefix of every agent metric.
 PREFIX = "restore_r1_"
 
-#: Counter: restore requests the agent received (label ``outcome``: ``ok`` | ``error``).
+#: Counter: restore requests the agent received (label ``outcome``: ``ok`` | ``partial`` | ``error``).
 REQUESTS_TOTAL = "restore_r1_agent_requests_total"
-#: Counter: tool calls the agent made (label ``tool``: the tool name).
+#: Counter: successful tool calls the agent made (label ``tool``: the tool name); failed calls are in ERRORS_TOTAL.
 TOOL_CALLS_TOTAL = "restore_r1_agent_tool_calls_total"
 #: Histogram: tool calls per request (no labels).
 STEPS = "restore_r1_agent_steps"
@@ -30,20 +30,21 @@ JUDGE_GAIN = "restore_r1_agent_judge_gain"
 STEP_LATENCY_SECONDS = "restore_r1_agent_step_latency_seconds"
 #: Histogram: seconds of a whole request inside the agent (no labels).
 REQUEST_LATENCY_SECONDS = "restore_r1_agent_request_latency_seconds"
-#: Counter: failed requests by reason (``reason``: one of :data:`ERROR_REASONS`).
+#: Counter: failed requests and partial answers by reason (``reason``: one of :data:`ERROR_REASONS`),
+#: one per failed episode; ``REQUESTS_TOTAL``'s outcome tells the two apart.
 ERRORS_TOTAL = "restore_r1_agent_errors_total"
 
 #: Values of the ``reason`` label of :data:`ERRORS_TOTAL`.
 ERROR_INVALID_INPUT = "invalid_input"  # wrong dtype/shape, empty or oversized image
-ERROR_TOOL_FAILED = "tool_failed"  # a tool model answered with an error
+ERROR_TOOL_FAILED = "tool_failed"  # a tool model answered with an error or a bad image, or is not loaded
 ERROR_TOOL_TIMEOUT = "tool_timeout"  # a tool model did not answer within the step timeout
-ERROR_POLICY_FAILED = "policy_failed"  # the policy model answered with an error
+ERROR_POLICY_FAILED = "policy_failed"  # the policy model answered with an error or not in time
 ERROR_INTERNAL = "internal"  # anything else (a bug): see the server log
 ERROR_REASONS = (ERROR_INVALID_INPUT, ERROR_TOOL_FAILED, ERROR_TOOL_TIMEOUT, ERROR_POLICY_FAILED, ERROR_INTERNAL)
 
 #: Values of the ``outcome`` label of :data:`REQUESTS_TOTAL`.
 OUTCOME_OK = "ok"
-OUTCOME_PARTIAL = "partial"  # a tool failed after some steps: the best image so far, flagged
+OUTCOME_PARTIAL = "partial"  # a tool or the policy failed after some steps: the best image so far, flagged
 OUTCOME_ERROR = "error"
 
 #: Histogram buckets. Steps: 0..max tool calls (policies default to 5).
