@@ -32,10 +32,10 @@ VENV = Path(os.environ.get(VENV_ENV, DEFAULT_VENV))
 if not (VENV / "bin" / "python").exists():
     pytest.skip(f"no Triton venv at {VENV}; run `make triton-venv`", allow_module_level=True)
 
-#: In-process (.venv: numpy 2, OpenCV 5) vs Triton (.venv-triton: numpy<2, OpenCV 4.11): tool
-#: choices must match and pixels may differ by at most this (uint8 levels); measured 0.
+#: In-process (.venv) vs Triton (.venv-triton), both on the pixel lock (constraints.txt): tool
+#: choices must match and pixels may differ by at most this (uint8 levels): none.
 PIXEL_TOLERANCE = 0
-#: Judge scores may differ by this much (1-5 scale) between the two environments.
+#: Judge scores may differ by this much between the two processes.
 SCORE_TOLERANCE = 1e-4
 #: Agent timeout per tool call in this test's repository, and how long the hanging tool sleeps.
 TOOL_TIMEOUT_S = 3
