@@ -116,11 +116,12 @@ def edge_weights(length: int, overlap: int, left: bool, right: bool) -> np.ndarr
 
 
 def tile_geometry(multiple: int, tile: int, overlap: int) -> tuple[int, int, int]:
-    """``(alignment, tile, overlap)``: the alignment ``lcm(multiple, JPEG_BLOCK)``, the tile side
-    rounded down and the overlap rounded up to it (the overlap at most half the tile)."""
+    """``(alignment, tile, overlap)``: the alignment ``lcm(multiple, JPEG_BLOCK)``, the overlap
+    rounded up to it and the tile side rounded down to it, at least two overlaps (so that at most
+    two tiles overlap anywhere) and one alignment."""
     align = math.lcm(max(1, multiple), JPEG_BLOCK)
-    tile = max(align, (tile // align) * align)
-    overlap = min(-(-overlap // align) * align, (tile // 2 // align) * align)
+    overlap = -(-max(0, overlap) // align) * align
+    tile = max((tile // align) * align, 2 * overlap, align)
     return align, tile, overlap
 
 
@@ -202,11 +203,13 @@ def run_model(
     return to_images(y)
 
 
-def tile_for(img: np.ndarray, pad_multiple: int, tile: int, above_pixels: int = TILE_ABOVE_PIXELS) -> int | None:
+def tile_for(img: np.ndarray, pad_multiple: int, tile: int, above_pixels: int | None = None) -> int | None:
     """The tile side for ``img`` (uint8 H×W×3): ``tile`` rounded to the alignment when the image
-    has more than ``above_pixels`` pixels and tiling is on (``tile`` > 0), else ``None``."""
+    has more than ``above_pixels`` (default :data:`TILE_ABOVE_PIXELS`) pixels and tiling is on
+    (``tile`` > 0), else ``None``."""
+    above_pixels = TILE_ABOVE_PIXELS if above_pixels is None else above_pixels
     if tile and img.shape[0] * img.shape[1] > above_pixels:
-        return tile_geometry(pad_multiple, tile, 0)[1]
+        return tile_geometry(pad_multiple, tile, DEFAULT_TILE_OVERLAP)[1]
     return None
 
 
