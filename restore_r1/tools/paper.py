@@ -13,7 +13,7 @@ they publish it, the page it is published on, its licence and the call it needs:
 
 Nothing is downloaded at run time: ``restore-r1 weights list`` says what to fetch and where it
 goes, ``restore-r1 weights add FILE`` verifies and installs it. Licences are read from each
-repository's LICENSE file (snapshots of 2022-04 to 2025-01). No published source gives a sha256
+repository's LICENSE file (snapshots of 2022-04 to 2025-03). No published source gives a sha256
 of any of these files (the authors publish none; GitHub release pages and Google Drive were not
 reachable from here), so every ``sha256`` is ``None`` and a file is checked by its architecture,
 variant and a forward pass.
@@ -63,7 +63,8 @@ APACHE = "Apache-2.0"
 MIT = "MIT"
 AGPL = "AGPL-3.0"
 CC_BY_NC = "CC-BY-NC-4.0"
-#: swz30's "ACADEMIC PUBLIC LICENSE" (Restormer, MPRNet): non-commercial use only.
+#: swz30's "ACADEMIC PUBLIC LICENSE" (Restormer, MPRNet): non-commercial use only. (A third-party
+#: survey reports Restormer relicensed to MIT in 2025-10; the snapshot read here, 2024-04, is not.)
 ACADEMIC_NC = "Academic Public License (non-commercial)"
 
 NO_SPANDREL = "spandrel has no {} architecture: TorchScript export only"
