@@ -21,3 +21,8 @@ class ChecksumError(RestoreR1Error, ValueError):
 
 class UnavailableError(RestoreR1Error, RuntimeError):
     """A catalogue entry (tool, metric, judge) that cannot run here; the message says why."""
+
+
+class CheckpointError(RestoreR1Error, ValueError):
+    """A weights file that cannot serve a tool: not a checkpoint, a pickle that would run code,
+    an architecture no loader knows or another tool's network. The message names the file."""

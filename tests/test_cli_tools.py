@@ -24,7 +24,7 @@ def test_json_lists_every_tool(capsys):
         assert (item["reason"] == "") == item["available"]
     assert sum(i["paper"] for i in items) == 28
     fbcnn = next(i for i in items if i["name"] == "fbcnn_q5")
-    assert not fbcnn["available"] and "fbcnn_q5/fbcnn_q5.pt" in fbcnn["reason"]
+    assert not fbcnn["available"] and "fbcnn/fbcnn_color.pth" in fbcnn["reason"] and fbcnn["loader"] == "spandrel"
 
 
 def test_available_filter_follows_the_weights_folder(capsys, tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ import sys
 from restore_r1 import __version__
 
 #: Command modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("data", "synth", "tools", "score", "train", "restore", "evaluate", "demo", "registry")
+COMMANDS: tuple[str, ...] = ("data", "synth", "tools", "weights", "score", "train", "restore", "evaluate", "demo", "registry")
 
 EXIT_OK = 0
 EXIT_FAILED_ITEMS = 1  # the command ran, but some inputs failed (listed at the end)

@@ -5,10 +5,13 @@
     restore-r1 registry promote NAME@VERSION --to production|staging
     restore-r1 registry pull NAME[@REF] [--out DIR]
     restore-r1 registry publish POLICY_DIR --name NAME [--metrics results.json] [--stage STAGE]
+    restore-r1 registry publish-tool TOOL [--name NAME] [--stage STAGE]
     restore-r1 registry gc NAME [--min-age-hours 24] [--dry-run]
 
 NAME may be written ``registry://NAME@REF``; REF is a version number, a stage or ``latest``
-(default: production for pull, latest for show). The registry is ``--registry`` or
+(default: production for pull, latest for show). ``publish-tool`` verifies a tool's installed
+weights file (``restore-r1 weights add``) and publishes it as ``tool-<TOOL>``; pods install it with
+``restore-r1 weights pull TOOL``. The registry is ``--registry`` or
 ``$RESTORE_R1_REGISTRY`` (a folder or ``s3://bucket/prefix``; ``--endpoint`` or
 ``$RESTORE_R1_S3_ENDPOINT`` for MinIO).
 """
@@ -20,7 +23,7 @@ import json
 from pathlib import Path
 
 NAME = "registry"
-HELP = "list, show, promote, pull and publish model versions in the registry; collect its garbage"
+HELP = "list, show, promote, pull and publish model versions (policies, tool weights) in the registry; collect its garbage"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--name", required=True, help="model name")
     p.add_argument("--metrics", metavar="RESULTS_JSON", help="an evaluation's results.json: its policy metrics are recorded")
     p.add_argument("--stage", choices=STAGES, help="also point this stage at the new version")
+    p.add_argument("--description", default="", help="free text")
+    p = sub.add_parser("publish-tool", parents=[common], help="publish a tool's verified weights file (sha256 recorded) as tool-<TOOL>")
+    p.add_argument("tool", metavar="TOOL", help="a neural tool whose file is installed (restore-r1 weights list)")
+    p.add_argument("--name", help="model name (default tool-<TOOL>)")
+    p.add_argument("--stage", choices=STAGES, help="also point this stage at the new version (pods pull production)")
     p.add_argument("--description", default="", help="free text")
     p = sub.add_parser("gc", parents=[common], help="delete uploads that no version references (left by failed publishes)")
     p.add_argument("name", metavar="NAME")
@@ -85,7 +93,7 @@ def _describe(version) -> str:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from restore_r1.registry import LATEST, open_registry, publish_policy
+    from restore_r1.registry import LATEST, open_registry, publish_policy, publish_tool_weights
 
     registry = open_registry(args.registry, endpoint_url=args.endpoint)
     if args.action == "list":
@@ -134,6 +142,11 @@ def run(args: argparse.Namespace) -> int:
             metrics = key_metrics(json.loads(Path(args.metrics).read_text()))
         version = publish_policy(registry, args.name, args.source, metrics=metrics, description=args.description, stage=args.stage)
         print(f"published {version.uri} at {version.artifact_uri}")
+        return 0
+    if args.action == "publish-tool":
+        version = publish_tool_weights(registry, args.tool, name=args.name, stage=args.stage, description=args.description)
+        f = version.files[0]
+        print(f"published {version.uri} at {version.artifact_uri}: {f.path} {f.size} B sha256 {f.sha256}")
         return 0
     if args.action == "gc":
         name = _split(args.name, LATEST)[0]

@@ -13,6 +13,8 @@ Policies are named by URI::
     registry://NAME               same as @production
     s3://bucket/path/to/policy/   a bare policy folder (policy.json + policy.safetensors) in S3
 
+A tool's verified weights file is published as ``tool-<TOOL>`` (:mod:`restore_r1.registry.tool_weights`).
+
 :func:`pull_policy` downloads into ``$RESTORE_R1_REGISTRY_CACHE`` (default
 ``~/.cache/restore-r1/registry-cache``), checks every file's sha256 against the version's
 manifest, and returns the local folder. See :mod:`restore_r1.registry.core` for the layout and
@@ -45,6 +47,7 @@ from restore_r1.registry.stores import (
     open_store,
     parse_s3_uri,
 )
+from restore_r1.registry.tool_weights import TOOL_WEIGHTS_FORMAT, publish_tool_weights, pull_tool_weights, tool_model_name
 
 __all__ = [
     "ArtifactFile",
@@ -59,6 +62,7 @@ __all__ = [
     "S3Store",
     "STAGES",
     "StoreUnavailableError",
+    "TOOL_WEIGHTS_FORMAT",
     "VersionNotFoundError",
     "check_name",
     "check_stage",
@@ -66,8 +70,11 @@ __all__ = [
     "open_registry",
     "parse_registry_uri",
     "publish_policy",
+    "publish_tool_weights",
     "pull_policy",
+    "pull_tool_weights",
     "registry_location",
+    "tool_model_name",
 ]
 
 #: Environment variable: the registry's location (folder or s3://bucket/prefix).

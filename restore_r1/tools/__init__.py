@@ -4,17 +4,22 @@ Public API: :func:`get_tool`, :func:`list_tools`, :func:`tool_info`. Paper tools
 :mod:`restore_r1.tools.paper`; the embedded ones (no download, so that every degradation type has
 at least two tools that run here) from :mod:`restore_r1.tools.classic` and, with weights shipped in
 the package, :mod:`restore_r1.tools.dncnn`, chosen by measurement (``bench/tools_bench.py``,
-``bench/dncnn_bench.py``).
+``bench/dncnn_bench.py``); our stand-ins for paper models no loader knows from
+:mod:`restore_r1.tools.substitutes` (they run once their authors' file is installed with
+``restore-r1 weights add``).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from restore_r1 import DEGRADATION_TYPES
-from restore_r1.tools import classic, dncnn
+from restore_r1.tools import checkpoints, classic, dncnn
 from restore_r1.tools.base import TOOLS, Tool
 from restore_r1.tools.paper import paper_tools
+from restore_r1.tools.substitutes import substitute_tools
 
-__all__ = ["TOOLS", "Tool", "get_tool", "list_tools", "tool_info"]
+__all__ = ["TOOLS", "Tool", "add_weights", "get_tool", "list_tools", "tool_info", "weights_info"]
 
 #: Licence of the code in this package (the embedded tools are ours).
 OWN_LICENCE = "Apache-2.0"
@@ -79,7 +84,7 @@ def embedded_tools() -> list[Tool]:
 def _register_all() -> None:
     if len(TOOLS):
         return
-    for tool in [*paper_tools(), *embedded_tools()]:
+    for tool in [*paper_tools(), *embedded_tools(), *substitute_tools()]:
         TOOLS.register(tool.name, tool)
 
 
@@ -132,5 +137,72 @@ def tool_info(tool: Tool | str) -> dict:
         "reason": reason,
         "weights": tool.weights.filename if tool.weights else None,
         "source": tool.weights.source if tool.weights else None,
+        "loader": tool.model.loader if tool.model else None,
         "description": tool.description,
     }
+
+
+def weights_info(tool: Tool | str) -> dict:
+    """What the neural ``tool`` needs, JSON-ready: the authors' file, where they publish it, where
+    it goes in the weights folder, its licence, loader and call, and whether it is there.
+
+    Raises:
+        ValueError: the tool runs no weights file the user supplies (an embedded tool).
+    """
+    from restore_r1.weights import find_weights, weights_dir
+
+    if isinstance(tool, str):
+        tool = get_tool(tool)
+    m = tool.model
+    if m is None:
+        raise ValueError(f"tool {tool.name!r} needs no weights file from the user ({tool.backend}, {tool.licence})")
+    ok, reason = tool.availability()
+    found = find_weights(tool.weights)
+    return {
+        "name": tool.name,
+        "degradation": tool.degradation,
+        "paper": m.paper,
+        "loader": m.loader,
+        "architecture": m.architecture,
+        "model": m.model,
+        "file": m.file,
+        "url": m.url,
+        "sha256": m.sha256,
+        "licence": m.licence,
+        "call": m.call.describe() if m.loader != "torchscript" else "the export's forward: float32 RGB N×3×H×W in [0, 1] -> same",
+        "note": m.note,
+        "path": str(weights_dir() / tool.weights.filename),
+        "installed": str(found) if found else None,
+        "available": ok,
+        "reason": reason,
+    }
+
+
+def add_weights(path: str | Path, tool: str | None = None) -> tuple[Path, list[Tool], checkpoints.VerifiedFile]:
+    """Verifies the weights file ``path`` for ``tool`` (or for the tools whose architecture
+    spandrel detects in it) and installs it into the weights folder, atomically.
+
+    Returns:
+        ``(installed path, the tools that now have their file, what was verified)``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        KeyError: unknown tool (close matches suggested).
+        ValueError: the tool needs no file; ``CheckpointError`` / ``ChecksumError`` (both
+            ValueErrors): the file does not serve it (the message says why).
+    """
+    data, name = checkpoints.read_file(path)
+    descriptor = None
+    if tool is not None:
+        chosen = get_tool(tool)
+        if chosen.model is None:
+            raise ValueError(f"tool {chosen.name!r} needs no weights file from the user ({chosen.backend}, {chosen.licence})")
+        model = chosen.model
+    else:
+        loadable = [t.model for t in list_tools() if t.model is not None and t.model.loader != "torchscript"]
+        descriptor, candidates = checkpoints.detect_models(data, name, loadable)
+        model = checkpoints.choose_models(candidates, name)[0]
+    verified = checkpoints.verify_checkpoint(data, model, name, descriptor)
+    target = checkpoints.install_checkpoint(verified)
+    served = [t for t in list_tools() if t.model is not None and t.weights.filename == model.weights.filename]
+    return target, served, verified

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,10 +21,14 @@ from restore_r1.errors import ImageError, UnavailableError
 from restore_r1.images import check_rgb
 from restore_r1.weights import WeightSpec, find_weights, missing_message
 
+if TYPE_CHECKING:
+    from restore_r1.tools.checkpoints import NeuralModel
+
 #: How a tool runs. "function": in-process numpy/OpenCV/torch code shipped with the package or
-#: a PyPI dependency; "torchscript": an exported checkpoint the user supplies; "triton": a model
-#: on a Triton server.
-BACKENDS = ("function", "torchscript", "triton")
+#: a PyPI dependency; "spandrel": the authors' checkpoint as published, loaded by spandrel
+#: (:mod:`restore_r1.tools.checkpoints`); "torchscript": an exported checkpoint the user supplies;
+#: "triton": a model on a Triton server.
+BACKENDS = ("function", "spandrel", "torchscript", "triton")
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,8 @@ class Tool:
         requires: importable modules it needs beyond the core dependencies (optional extras).
         extra: the pip extra that brings ``requires`` (for the unavailability message).
         batch_fn: optional function over a list of images that is faster than a loop.
+        model: the neural model entry it runs (the authors' file, loader and call), for
+            ``restore-r1 weights``; ``None`` for the embedded tools.
     """
 
     name: str
@@ -56,6 +63,7 @@ class Tool:
     requires: tuple[str, ...] = field(default_factory=tuple)
     extra: str | None = None
     batch_fn: Callable[[Sequence[np.ndarray]], list[np.ndarray]] | None = None
+    model: NeuralModel | None = None
 
     def __post_init__(self) -> None:
         if self.degradation not in DEGRADATION_TYPES:
@@ -64,16 +72,19 @@ class Tool:
             raise ValueError(f"tool {self.name!r}: backend {self.backend!r} not in {BACKENDS}")
 
     def availability(self) -> tuple[bool, str]:
-        """``(True, "")`` when the tool can run here, else ``(False, reason)``."""
+        """``(True, "")`` when the tool can run here, else ``(False, reason)``; the reason names
+        every missing piece (a module, the weights file)."""
+        reasons = []
         for module in self.requires:
             if importlib.util.find_spec(module) is None:
                 how = f"pip install 'restore-r1[{self.extra}]'" if self.extra else f"install {module}"
-                return False, f"needs the Python module {module!r}: {how}"
+                reasons.append(f"needs the Python module {module!r}: {how}")
+                break
         if self.weights is not None and find_weights(self.weights) is None:
-            return False, missing_message(self.weights)
+            reasons.append(missing_message(self.weights))
         if self.fn is None:
-            return False, f"tool {self.name!r} has no runner for backend {self.backend!r}"
-        return True, ""
+            reasons.append(f"tool {self.name!r} has no runner for backend {self.backend!r}")
+        return (False, "; ".join(reasons)) if reasons else (True, "")
 
     @property
     def available(self) -> bool:
