@@ -20,7 +20,7 @@ import os
 from importlib import metadata
 
 #: Distributions whose versions decide a tool's bytes (PyPI names, as in ``constraints.txt``).
-PIXEL_PACKAGES: tuple[str, ...] = ("numpy", "scipy", "opencv-python-headless", "scikit-image", "pillow", "torch", "torchvision")
+PIXEL_PACKAGES: tuple[str, ...] = ("numpy", "scipy", "opencv-python-headless", "scikit-image", "pillow", "torch", "torchvision", "spandrel")
 #: What :func:`pixel_versions` reports for a distribution that is not installed.
 ABSENT = "absent"
 #: Set to ``1`` to serve despite a version difference (logged as an error, never silent).
