@@ -517,3 +517,35 @@ def test_cli_writes_a_partial_result_warns_in_one_line_and_exits_0(tmp_path, cap
     assert line["partial"] is True and line["failed"] == failed and line["tools"] == ["gamma_correction"]
     np.testing.assert_array_equal(read_image(line["output"]), 255 - image())
     assert err == f"warning: {tmp_path / 'a.png'}: partial result [{m.ERROR_TOOL_TIMEOUT}]: step 2, tool 'clahe': no answer; wrote the best image so far\n"
+
+
+# --- process memory settings, bench/test images ---------------------------------------------
+
+
+def test_keep_freed_memory_applies_on_glibc_and_defers_to_the_environment(monkeypatch):
+    import platform
+
+    for name in b.MALLOC_ENV:
+        monkeypatch.delenv(name, raising=False)
+    if platform.libc_ver()[0] == "glibc":
+        assert b.keep_freed_memory() is True
+    monkeypatch.setenv(b.MALLOC_ENV[0], str(1 << 20))
+    assert b.keep_freed_memory() is False
+
+
+def test_degraded_photos_are_reproducible_crops_of_any_size():
+    from restore_r1.cleanimages import HELDOUT_NAMES, load_clean
+    from restore_r1.degradations import apply_case
+    from restore_r1.serving.testing import degraded_photos
+
+    small = degraded_photos(64, 48, 3)
+    assert [im.shape for im in small] == [(48, 64, 3)] * 3 and all(im.dtype == np.uint8 for im in small)
+    clean = load_clean(HELDOUT_NAMES[1])
+    top, left = (clean.shape[0] - 48) // 2, (clean.shape[1] - 64) // 2
+    expected = apply_case(2, np.ascontiguousarray(clean[top : top + 48, left : left + 64]), np.random.default_rng(1))[0]
+    np.testing.assert_array_equal(small[1], expected)  # image 1: the second photo, case 2, seed 0 + 1
+    assert all(np.array_equal(a, c) for a, c in zip(small, degraded_photos(64, 48, 3)))
+    (big,) = degraded_photos(1152, 864, 1)  # larger than the photo: enlarged first
+    assert big.shape == (864, 1152, 3)
+    with pytest.raises(ValueError, match="positive"):
+        degraded_photos(0, 10, 1)
