@@ -519,7 +519,83 @@ def test_cli_writes_a_partial_result_warns_in_one_line_and_exits_0(tmp_path, cap
     assert err == f"warning: {tmp_path / 'a.png'}: partial result [{m.ERROR_TOOL_TIMEOUT}]: step 2, tool 'clahe': no answer; wrote the best image so far\n"
 
 
-# --- process memory settings, bench/test images ---------------------------------------------
+# --- policy version in answers, process memory settings, bench/test images -------------------
+
+
+def test_the_policy_model_returns_the_version_triton_loaded_it_as(repo):
+    args = stub.model_args(repo / b.POLICY_MODEL)
+    args["model_version"] = "7"  # no 7/policy folder: the model falls back to the packaged default
+    model = load_model_py(repo / b.POLICY_MODEL)()
+    model.initialize(args)
+    (resp,) = model.execute([stub.Request(IMAGE=np.stack([image(0), image(1)]), HISTORY=np.full((2, b.HISTORY_LEN), -1, np.int32))])
+    assert pb.get_output_tensor_by_name(resp, b.POLICY_VERSION).as_numpy().tolist() == [[b"7"], [b"7"]]
+
+
+def test_answers_say_which_policy_version_made_each_decision(repo, served):
+    agent = build(repo / b.AGENT_MODEL)
+    traj = trajectory(agent_restore(agent, image(0)))
+    decisions = len(traj["tools"]) + (len(traj["tools"]) < b.HISTORY_LEN)  # every tool call, then STOP
+    assert traj["policy_version"] == MODEL_VERSION and traj["policy_versions"] == [MODEL_VERSION] * decisions
+    agent.finalize()
+
+
+def test_a_policy_version_loaded_mid_episode_shows_in_the_list_and_the_last_one_answers(repo, served, monkeypatch):
+    scripted = scripted_policy()
+
+    def versioned(tensors):  # version 1 for the first decision, 2 after (a new version loaded)
+        resp = scripted(tensors)
+        step = len(b.decode_history(next(t for t in tensors if t.name() == b.HISTORY).as_numpy()[0])) + 1
+        version = np.array([[b"1" if step == 1 else b"2"]], dtype=np.object_)
+        return pb.InferenceResponse(output_tensors=[*resp.output_tensors(), pb.Tensor(b.POLICY_VERSION, version)])
+
+    monkeypatch.setitem(stub.BLS_MODELS, b.POLICY_MODEL, versioned)
+    agent = build_agent(repo)
+    traj = trajectory(agent_restore(agent, image(0)))
+    assert traj["tools"] == list(PLAN) and traj["policy_versions"] == ["1", "2", "2", "2"] and traj["policy_version"] == "2"
+    agent.finalize()
+
+
+def test_a_policy_model_without_a_version_output_still_serves_with_version_null(repo, served, monkeypatch):
+    monkeypatch.setitem(stub.BLS_MODELS, b.POLICY_MODEL, scripted_policy())
+    agent = build_agent(repo)
+    traj = trajectory(agent_restore(agent, image(0)))
+    assert traj["tools"] == list(PLAN) and traj["policy_version"] is None and traj["policy_versions"] == [None] * (len(PLAN) + 1)
+    agent.finalize()
+
+
+def test_the_client_and_the_cli_report_the_policy_version(tmp_path, capsys, monkeypatch):
+    from restore_r1.agent.inference import RestoreResult
+    from restore_r1.cli import main
+    from restore_r1.images import write_image
+    from restore_r1.serving import client
+
+    traj = {"tools": ["clahe"], "scores": [0.0, 1.0], "step_seconds": [0.1, 0.1], "seconds": 0.2, "partial": False, "failed": None}
+    traj |= {"policy_version": "2", "policy_versions": ["2", "2"]}
+
+    class Result:
+        def as_numpy(self, name):
+            return np.zeros((1, 48, 64, 3), np.uint8) if name == b.OUTPUT_IMAGE else np.array([[json.dumps(traj).encode()]], dtype=np.object_)
+
+    remote = client.TritonAgentClient("127.0.0.1:1")
+    monkeypatch.setattr(remote, "infer_raw", lambda array, max_steps=None: Result())
+    result = remote.restore(image())
+    assert result.policy_version == "2" and result.tools == ["clahe"]
+
+    class Client:
+        def __init__(self, url, protocol="http"):
+            pass
+
+        def check_ready(self):
+            pass
+
+        def restore(self, img, max_steps=None):
+            return RestoreResult(image=img, tools=[], scores=[0.0], seconds=0.1, policy_version="2")
+
+    monkeypatch.setattr(client, "TritonAgentClient", Client)
+    write_image(tmp_path / "a.png", image())
+    assert main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--triton-url", "127.0.0.1:1", "--json"]) == 0
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert line["policy_version"] == "2"
 
 
 def test_keep_freed_memory_applies_on_glibc_and_defers_to_the_environment(monkeypatch):

@@ -1,13 +1,14 @@
 """Client of the agent model on a Triton server (``restore-r1 restore --triton-url``).
 
     client = TritonAgentClient("127.0.0.1:8000", protocol="http")
-    result = client.restore(img)          # RestoreResult(image, tools, scores, seconds, partial, failed)
+    result = client.restore(img)          # RestoreResult(image, tools, scores, seconds, partial, failed, policy_version)
 
 One image per request (``IMAGE`` uint8 [1, H, W, 3]); ``TRAJECTORY`` comes back as JSON. A
 server-side error (bad input, a tool or the policy failing at the first step) raises
 :class:`RemoteError` with the server's message and its reason tag (``[tool_timeout] ...``). A
 failure after a successful step is not an error: the result is the best image so far with
-``partial=True`` and ``failed`` saying which step, tool and why.
+``partial=True`` and ``failed`` saying which step, tool and why. ``policy_version`` is the policy
+model version that made the episode's last decision.
 """
 
 from __future__ import annotations
@@ -137,6 +138,7 @@ class TritonAgentClient:
             seconds=float(traj["seconds"]),
             partial=bool(traj.get("partial", False)),  # absent from servers older than the fault handling
             failed=traj.get("failed"),
+            policy_version=traj.get("policy_version"),  # absent from servers older than the policy version
         )
 
     def close(self) -> None:

@@ -67,7 +67,11 @@ def _io(kind: str) -> tuple[list[str], list[str]]:
     if kind == "tool":
         return [image], [out_image]
     if kind == "policy":
-        return [image, _tensor(b.HISTORY, "TYPE_INT32", str(b.HISTORY_LEN))], [_tensor(b.ACTION, "TYPE_INT32", "1"), _tensor(b.ACTION_NAME, "TYPE_STRING", "1")]
+        return [image, _tensor(b.HISTORY, "TYPE_INT32", str(b.HISTORY_LEN))], [
+            _tensor(b.ACTION, "TYPE_INT32", "1"),
+            _tensor(b.ACTION_NAME, "TYPE_STRING", "1"),
+            _tensor(b.POLICY_VERSION, "TYPE_STRING", "1"),
+        ]
     if kind == "agent":
         return [image, _tensor(b.MAX_STEPS, "TYPE_INT32", "1", optional=True)], [out_image, _tensor(b.TRAJECTORY, "TYPE_STRING", "1")]
     raise ValueError(f"unknown model kind {kind!r}")
