@@ -625,3 +625,53 @@ def test_degraded_photos_are_reproducible_crops_of_any_size():
     assert big.shape == (864, 1152, 3)
     with pytest.raises(ValueError, match="positive"):
         degraded_photos(0, 10, 1)
+
+
+# --- the server helper's process, memory and shared-memory bookkeeping; client transport errors
+
+
+def fake_proc(root: Path, pid: int, pgrp: int, rss_kb: int, maps: str = "") -> None:
+    folder = root / str(pid)
+    folder.mkdir(parents=True)
+    # The command may hold spaces and parentheses; the fields after it are state, ppid, pgrp.
+    (folder / "stat").write_text(f"{pid} (triton python (stub)) S 1 {pgrp} {pgrp} 0 -1\n")
+    (folder / "status").write_text(f"Name:\tstub\nVmRSS:\t  {rss_kb} kB\nThreads:\t3\n")
+    (folder / "maps").write_text(maps)
+
+
+def test_group_pids_rss_and_shm_regions_read_proc(tmp_path):
+    from restore_r1.serving.server import SHM_DIR, SHM_PREFIX, group_pids, rss_bytes, shm_regions
+
+    region = f"{SHM_PREFIX}0f3c"
+    line = f"7f00-7f10 rw-s 00000000 00:1a 123 {SHM_DIR}/{region}\n7f20-7f30 r-xp 00000000 08:01 9 /usr/lib/libc.so.6\n"
+    fake_proc(tmp_path, 100, 100, 1000, line)
+    fake_proc(tmp_path, 101, 100, 500, f"7f00-7f10 rw-s 00000000 00:1a 124 {SHM_DIR}/{SHM_PREFIX}dead (deleted)\n")
+    fake_proc(tmp_path, 200, 200, 9999)
+    (tmp_path / "self").mkdir()
+    assert group_pids(100, proc=tmp_path) == [100, 101]
+    assert rss_bytes([100, 101, 12345], proc=tmp_path) == 1500 * 1024  # a process that is gone counts 0
+    assert shm_regions([100, 101, 200], proc=tmp_path) == {region, f"{SHM_PREFIX}dead"}
+
+
+def test_compile_model_files_writes_the_bytecode_an_import_would(tmp_path):
+    import sys
+
+    from restore_r1.serving.server import compile_model_files
+
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    (tmp_path / "m" / "1" / "model.py").write_text("X = 1\n")
+    compile_model_files(tmp_path, Path(sys.executable))
+    assert [p.name for p in (tmp_path / "m" / "1" / "__pycache__").iterdir()] == [f"model.{sys.implementation.cache_tag}.pyc"]
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_request_to_a_server_that_is_not_there_is_a_remote_error(protocol):
+    from restore_r1.serving.client import STATUS_UNAVAILABLE, RemoteError, TritonAgentClient
+    from restore_r1.serving.server import free_port
+
+    client = TritonAgentClient(f"127.0.0.1:{free_port()}", protocol=protocol, timeout_s=10)
+    start = time.perf_counter()
+    with pytest.raises(RemoteError) as info:
+        client.restore(image())
+    assert time.perf_counter() - start < 10 and info.value.reason is None
+    assert info.value.status == STATUS_UNAVAILABLE if protocol == "http" else "UNAVAILABLE" in info.value.status

@@ -13,6 +13,7 @@ model version that made the episode's last decision.
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ PROTOCOLS = {"http": 8000, "grpc": 8001}
 #: Seconds a request may take end to end (client side).
 DEFAULT_TIMEOUT_S = 300.0
 _REASON = re.compile(r"\[([a-z_]+)\]")
+#: ``RemoteError.status`` of a request that never got an answer (the server is down, was killed
+#: mid-request or closed the connection).
+STATUS_UNAVAILABLE = "UNAVAILABLE"
 
 
 class RemoteError(RestoreR1Error, RuntimeError):
@@ -116,6 +120,9 @@ class TritonAgentClient:
             message = " ".join(str(exc.message() or exc).split())
             found = _REASON.search(message)
             raise RemoteError(f"Triton {self.url}: {message}", found.group(1) if found else None, str(exc.status())) from None
+        except (OSError, http.client.HTTPException) as exc:  # HTTP transport: refused, reset or closed connections, socket timeouts
+            message = " ".join(str(exc).split()) or "connection closed"
+            raise RemoteError(f"Triton {self.url} ({self.protocol}): {type(exc).__name__}: {message}", None, STATUS_UNAVAILABLE) from None
 
     def restore(self, img: np.ndarray, max_steps: int | None = None) -> RestoreResult:
         """Restores one uint8 RGB H×W×3 image through the agent model.
