@@ -1,13 +1,29 @@
-"""Serving bench: the agent through Triton (dynamic batching on / off) versus in-process.
+"""Serving bench: the shipped agent in-process and through Triton (dynamic batching on and off).
 
-    python bench/serving_bench.py --out bench/results [--requests 16] [--policy DIR]
+    PYTHONPATH=$PWD .venv/bin/python bench/serving_bench.py --out bench/results     # the full run
+    PYTHONPATH=$PWD .venv/bin/python bench/serving_bench.py --quick                 # a smoke run (~3 min)
 
-For each image size (256², 512²) and each number of concurrent clients (1, 4, 16), N requests
-(degraded skimage crops, cases 1-15 in turn) are sent by that many client threads; throughput is
-requests / wall time and latency is per request, client side. In-process, the clients share one
-loaded ``Agent`` (threads; OpenCV and torch release the GIL). Through Triton, each client thread
-has its own gRPC client and the server runs the CPU configs (``configs/cpu.pbtxt``).
-Writes ``serving.json`` and ``serving.md`` to ``--out``.
+What it measures: the SHIPPED default policy with its real tools and the default judge
+(``Agent.load(None)`` in-process; through Triton, a repository without an exported policy, so the
+policy model falls back to the same packaged default), on degraded crops of the bundled held-out
+photos (:func:`restore_r1.serving.testing.degraded_photos`: cases 1-15 in turn) at 256² and
+1152×864 (~1 MP), with 1, 4 and 16 concurrent clients. Each client sends its share of the
+requests one after another; throughput is requests / wall time and latency is per request,
+client side (p50 and p95). In-process, the clients are threads sharing one loaded ``Agent``
+(OpenCV and numpy release the GIL). Through Triton, each client thread has its own client
+(``--protocol``, HTTP by default like ``restore-r1 restore --triton-url``) and the server runs the
+CPU configs (``configs/cpu.pbtxt``), once with dynamic batching and once without.
+
+Before a cell is timed, every tool of the policy has run once at that size on that path (the
+first request of a size maps fresh memory in each model process, ~100 ms at 1 MP) and each agent
+instance has restored an image. Every served answer is checked against the in-process plan for
+the same image (the ``same plans`` column). Per cell it also records, from Triton's
+``nv_inference_*`` counters, how many requests the policy and the tool models took per execution
+(the mean batch), which is what dynamic batching can change. ``--random-policy`` runs the old
+synthetic mode instead (a random stats-encoder policy over 8 fast tools).
+
+Writes ``serving.json`` and ``serving.md`` to ``--out`` (``--quick`` defaults to a scratch folder,
+so a smoke run never replaces the committed results).
 """
 
 from __future__ import annotations
@@ -17,11 +33,14 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,164 +52,288 @@ sys.path.insert(0, str(ROOT))
 from restore_r1.serving import backend as b  # noqa: E402
 from restore_r1.serving.repository import MODEL_VERSION, write_repository  # noqa: E402
 from restore_r1.serving.server import TritonServer  # noqa: E402
-from restore_r1.serving.testing import make_random_policy  # noqa: E402
+from restore_r1.serving.testing import degraded_photos, make_random_policy  # noqa: E402
 
-SIZES = (256, 512)
+#: Image sizes (width, height): 256² and ~1 MP.
+SIZES = ((256, 256), (1152, 864))
 CONCURRENCY = (1, 4, 16)
-DEFAULT_REQUESTS = 16
-#: Concurrent warm-up clients before the cells are timed (reaches every agent instance).
-WARMUP_CLIENTS = 4
+#: Requests per cell (each size, each number of clients, each mode).
+DEFAULT_REQUESTS = 32
+#: The smoke run: both sizes, 1 and 2 clients, 2 requests per cell.
+QUICK_CONCURRENCY = (1, 2)
+QUICK_REQUESTS = 2
 MODES = ("in-process", "triton (dynamic batching)", "triton (no batching)")
+#: Relative throughput difference below which dynamic batching is called "no measurable effect"
+#: (cells vary by about this much between runs on a shared 2-core machine).
+NOISE = 0.10
+_COUNTER = re.compile(r'^(nv_inference_(?:request_success|exec_count))\{model="([^"]+)",version="[^"]*"\} ([0-9.e+-]+)$')
 
 
-def images(size: int, n: int) -> list[np.ndarray]:
-    from restore_r1.cleanimages import load_clean
-    from restore_r1.degradations import CASES, apply_case
-
-    clean = [load_clean(name) for name in ("astronaut", "coffee", "rocket")]
-    out = []
-    for i in range(n):
-        img = clean[i % len(clean)]
-        crop = (
-            np.ascontiguousarray(img[:size, :size])
-            if min(img.shape[:2]) >= size
-            else np.ascontiguousarray(np.pad(img, ((0, max(0, size - img.shape[0])), (0, max(0, size - img.shape[1])), (0, 0)), mode="reflect")[:size, :size])
-        )
-        case = list(CASES)[i % len(CASES)]
-        out.append(apply_case(case, crop, np.random.default_rng(i))[0])
-    return out
+def label(size: tuple[int, int]) -> str:
+    return f"{size[0]}×{size[1]}"
 
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def run_cell(restore_factory, imgs: list[np.ndarray], clients: int) -> dict:
-    """Sends every image once from ``clients`` threads; returns throughput and latency stats."""
+def run_cell(restore_factory, imgs: list[np.ndarray], clients: int) -> tuple[dict, list[list[str] | None]]:
+    """Sends every image once from ``clients`` threads (client k sends images k, k+clients, ...).
+
+    Returns:
+        The cell's stats and the tool sequence of each image (None where a request failed).
+    """
     latencies: list[float] = []
-    steps: list[int] = []
+    plans: list[list[str] | None] = [None] * len(imgs)
+    errors: list[str] = []
+    lock = threading.Lock()
 
     def worker(indices: list[int]) -> None:
         restore = restore_factory()
         for i in indices:
             t0 = time.perf_counter()
-            result = restore(imgs[i])
-            latencies.append(time.perf_counter() - t0)
-            steps.append(len(result.tools))
+            try:
+                result = restore(imgs[i])
+            except Exception as exc:  # a failed request is counted, the cell goes on
+                with lock:
+                    errors.append(f"image {i}: {type(exc).__name__}: {exc}")
+                continue
+            with lock:
+                latencies.append(time.perf_counter() - t0)
+                plans[i] = list(result.tools)
 
     shards = [list(range(k, len(imgs), clients)) for k in range(clients)]
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(worker, shards))
     wall = time.perf_counter() - start
-    return {
+    done = [p for p in plans if p is not None]
+    stats = {
         "requests": len(imgs),
         "clients": clients,
+        "failed": len(errors),
+        "errors": errors[:3],
         "wall_s": wall,
-        "throughput_rps": len(imgs) / wall,
-        "p50_s": percentile(latencies, 50),
-        "p95_s": percentile(latencies, 95),
-        "mean_steps": statistics.mean(steps),
+        "throughput_rps": len(done) / wall,
+        "p50_s": percentile(latencies, 50) if latencies else float("nan"),
+        "p95_s": percentile(latencies, 95) if latencies else float("nan"),
+        "mean_tool_calls": statistics.mean(len(p) for p in done) if done else float("nan"),
     }
+    return stats, plans
 
 
-def bench_server(repo: Path, cells: list[tuple[int, int]], imgs_by_size: dict, log: Path) -> dict:
+def batch_counters(metrics_url: str) -> dict[str, tuple[float, float]]:
+    """model -> (requests, executions) from Triton's /metrics."""
+    out: dict[str, list[float]] = {}
+    for line in urllib.request.urlopen(metrics_url, timeout=5).read().decode().splitlines():
+        found = _COUNTER.match(line)
+        if found:
+            row = out.setdefault(found.group(2), [0.0, 0.0])
+            row[0 if found.group(1) == "nv_inference_request_success" else 1] += float(found.group(3))
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def mean_batches(before: dict, after: dict) -> dict[str, float | None]:
+    """Requests per execution of the policy model and of the tool models (together) between two reads."""
+
+    def delta(models: list[str]) -> float | None:
+        requests = sum(after[m][0] - before.get(m, (0.0, 0.0))[0] for m in models)
+        execs = sum(after[m][1] - before.get(m, (0.0, 0.0))[1] for m in models)
+        return requests / execs if execs else None
+
+    tools = [m for m in after if m.startswith(b.TOOL_MODEL_PREFIX)]
+    return {"policy": delta([b.POLICY_MODEL]) if b.POLICY_MODEL in after else None, "tools": delta(tools), "agent": delta([b.AGENT_MODEL])}
+
+
+def call_tool_model(url: str, protocol: str, model: str, img: np.ndarray) -> None:
+    """One direct request to a tool model (warm-up)."""
+    if protocol == "http":
+        import tritonclient.http as tc
+    else:
+        import tritonclient.grpc as tc
+    client = tc.InferenceServerClient(url)
+    tensor = tc.InferInput(b.IMAGE, [1, *img.shape], "UINT8")
+    tensor.set_data_from_numpy(np.ascontiguousarray(img[None]))
+    client.infer(model, [tensor])
+    client.close()
+
+
+def bench_in_process(policy: str | None, tool_names: list[str], cells, imgs_by_size) -> tuple[dict, dict]:
+    from restore_r1.agent.inference import Agent
+
+    agent = Agent.load(policy)
+    results, plans = {}, {}
+    for size, imgs in imgs_by_size.items():
+        for name in tool_names:  # warm-up: every tool once at this size, then one restore
+            agent.tools[name](imgs[0])
+        agent.restore(imgs[0])
+    for size, clients in cells:
+        results[(size, clients)], plans[(size, clients)] = run_cell(lambda: agent.restore, imgs_by_size[size], clients)
+        print(f"  {label(size)} c={clients}: {results[(size, clients)]['throughput_rps']:.2f} req/s", flush=True)
+    return results, plans
+
+
+def bench_server(repo: Path, tool_names: list[str], cells, imgs_by_size, protocol: str, log: Path, reference: dict) -> dict:
     from restore_r1.serving.client import TritonAgentClient
 
     results = {}
     with TritonServer(repo, http_port=0, grpc_port=0, metrics_port=0, log_path=log) as server:
-        # Warm every agent instance (each loads the judge lazily on its first image).
-        def warm(i: int) -> None:
-            client = TritonAgentClient(server.grpc_url, protocol="grpc")
-            for size in SIZES:
-                client.restore(imgs_by_size[size][i % len(imgs_by_size[size])])
-
-        with ThreadPoolExecutor(WARMUP_CLIENTS) as pool:
-            list(pool.map(warm, range(WARMUP_CLIENTS)))
+        url = server.http_url if protocol == "http" else server.grpc_url
+        for imgs in imgs_by_size.values():
+            for name in tool_names:  # warm-up: every tool model once at this size
+                call_tool_model(url, protocol, b.tool_model_name(name), imgs[0])
+        agents = 4  # every agent instance (CPU config: 2) restores once per size
+        with ThreadPoolExecutor(agents) as pool:
+            list(
+                pool.map(
+                    lambda imgs: TritonAgentClient(url, protocol=protocol).restore(imgs[0]), [imgs for imgs in imgs_by_size.values() for _ in range(agents)]
+                )
+            )
         for size, clients in cells:
-
-            def factory(url=server.grpc_url):
-                return TritonAgentClient(url, protocol="grpc").restore
-
-            results[(size, clients)] = run_cell(factory, imgs_by_size[size], clients)
-            print(f"  {size}² c={clients}: {results[(size, clients)]['throughput_rps']:.2f} req/s", flush=True)
+            before = batch_counters(server.metrics_url)
+            cell, plans = run_cell(lambda: TritonAgentClient(url, protocol=protocol).restore, imgs_by_size[size], clients)
+            cell["mean_batch"] = mean_batches(before, batch_counters(server.metrics_url))
+            expected = reference.get((size, clients))
+            if expected is not None:
+                cell["same_plans"] = sum(1 for got, exp in zip(plans, expected) if got is not None and got == exp)
+            results[(size, clients)] = cell
+            print(f"  {label(size)} c={clients}: {cell['throughput_rps']:.2f} req/s, failed {cell['failed']}, mean batch {cell['mean_batch']}", flush=True)
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
-    parser.add_argument("--requests", type=int, default=DEFAULT_REQUESTS, help="requests per cell")
+    parser.add_argument("--out", help="results folder (default: bench/results; with --quick a scratch folder)")
+    parser.add_argument("--requests", type=int, help=f"requests per cell (default {DEFAULT_REQUESTS}; --quick {QUICK_REQUESTS})")
+    parser.add_argument("--protocol", choices=("http", "grpc"), default="http", help="Triton client protocol (default: http, as the CLI)")
+    parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_REQUESTS} requests per cell, clients {QUICK_CONCURRENCY}")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (server logs)")
-    parser.add_argument("--policy", help="policy folder (default: a random stats-encoder policy over the fast tools)")
+    policy = parser.add_mutually_exclusive_group()
+    policy.add_argument("--policy", help="policy folder (default: the shipped policy)")
+    policy.add_argument("--random-policy", action="store_true", help="synthetic mode: a random stats-encoder policy over 8 fast tools")
     args = parser.parse_args(argv)
+    requests = args.requests or (QUICK_REQUESTS if args.quick else DEFAULT_REQUESTS)
+    concurrency = QUICK_CONCURRENCY if args.quick else CONCURRENCY
+    out = Path(args.out) if args.out else (Path(tempfile.mkdtemp(prefix="serving-bench-quick-")) if args.quick else ROOT / "bench" / "results")
 
-    from restore_r1.agent.inference import Agent
+    from restore_r1.agent.inference import resolve_policy
+    from restore_r1.agent.policy import load_policy
 
     work = Path(tempfile.mkdtemp(prefix="serving-bench-"))
+    started = time.perf_counter()
     try:
-        if args.policy:
+        if args.random_policy:
+            policy_dir: Path | None = make_random_policy(work / "policy")
+            policy_note = "random stats-encoder policy over 8 fast tools, max 3 steps (--random-policy: plans are arbitrary)"
+        elif args.policy:
             policy_dir = Path(args.policy)
             policy_note = f"policy {policy_dir}"
         else:
-            policy_dir = make_random_policy(work / "policy")
-            policy_note = (
-                "random stats-encoder policy over 8 fast tools, max 3 steps "
-                "(restore_r1.serving.testing.make_random_policy; plans are arbitrary, cost is realistic)"
-            )
-        imgs_by_size = {size: images(size, args.requests) for size in SIZES}
-        cells = [(s, c) for s in SIZES for c in CONCURRENCY]
+            policy_dir = None
+            policy_note = f"the shipped default policy ({resolve_policy(None).relative_to(ROOT)}), its real tools"
+        tool_names = list(load_policy(resolve_policy(policy_dir)).config.tool_names)
+        imgs_by_size = {size: degraded_photos(size[0], size[1], requests) for size in SIZES}
+        cells = [(s, c) for s in SIZES for c in concurrency]
         results: dict[str, dict] = {}
 
-        print("in-process", flush=True)
-        agent = Agent.load(policy_dir)
-        for size in SIZES:
-            agent.restore(imgs_by_size[size][0])
-        results[MODES[0]] = {}
-        for size, clients in cells:
-            results[MODES[0]][(size, clients)] = run_cell(lambda: agent.restore, imgs_by_size[size], clients)
-            print(f"  {size}² c={clients}: {results[MODES[0]][(size, clients)]['throughput_rps']:.2f} req/s", flush=True)
-
+        print(MODES[0], flush=True)
+        results[MODES[0]], reference = bench_in_process(None if policy_dir is None else str(policy_dir), tool_names, cells, imgs_by_size)
         for mode, batching in ((MODES[1], True), (MODES[2], False)):
             print(mode, flush=True)
             repo = write_repository(work / f"repo-{int(batching)}", dynamic_batching=batching)
-            shutil.copytree(policy_dir, repo / b.POLICY_MODEL / MODEL_VERSION / b.POLICY_SUBDIR)
-            results[mode] = bench_server(repo, cells, imgs_by_size, work / f"triton-{int(batching)}.log")
-
-        write_results(Path(args.out), results, args.requests, policy_note)
+            if policy_dir is not None:
+                shutil.copytree(policy_dir, repo / b.POLICY_MODEL / MODEL_VERSION / b.POLICY_SUBDIR)
+            results[mode] = bench_server(repo, tool_names, cells, imgs_by_size, args.protocol, work / f"triton-{int(batching)}.log", reference)
+        command = "PYTHONPATH=$PWD .venv/bin/python bench/serving_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        write_results(out, results, requests, policy_note, args.protocol, command.strip(), time.perf_counter() - started)
+        print(f"wrote {out / 'serving.md'} ({(time.perf_counter() - started) / 60:.1f} min)", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
-def write_results(out: Path, results: dict, requests: int, policy_note: str) -> None:
+def batching_verdict(results: dict) -> list[str]:
+    """Sentences on whether dynamic batching helped, from the measured cells."""
+    on, off = results.get(MODES[1], {}), results.get(MODES[2], {})
+    lines = []
+    for key in sorted(on):
+        if key not in off or key[1] == 1:
+            continue
+        a, c = on[key]["throughput_rps"], off[key]["throughput_rps"]
+        change = (a - c) / c if c else float("nan")
+        batch = on[key].get("mean_batch", {})
+        effect = "no measurable effect" if abs(change) < NOISE else ("faster" if change > 0 else "slower")
+        lines.append(
+            f"- {label(key[0])}, {key[1]} clients: {a:.2f} vs {c:.2f} req/s with / without ({change:+.0%}, {effect}); "
+            f"requests per execution with batching: policy {_fmt(batch.get('policy'))}, tools {_fmt(batch.get('tools'))}, agent {_fmt(batch.get('agent'))}."
+        )
+    return lines
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def write_results(out: Path, results: dict, requests: int, policy_note: str, protocol: str, command: str, seconds: float) -> None:
     import cv2
     import torch
 
     from restore_r1.judges import DEFAULT_JUDGE
+    from restore_r1.serving.repository import CPU_QUEUE_DELAY_US
 
     out.mkdir(parents=True, exist_ok=True)
     meta = {
-        "command": f"python bench/serving_bench.py --out bench/results --requests {requests}",
+        "command": command,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "duration_min": round(seconds / 60, 1),
         "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, no GPU",
-        "in_process_env": f"numpy {np.__version__}, OpenCV {cv2.__version__}, torch {torch.__version__}",
-        "triton": "tritonserver 2.51 (nvidia-pytriton 0.7.0), python backend, configs/cpu.pbtxt, gRPC client (one per client thread)",
+        "in_process_env": f"numpy {np.__version__}, OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), torch {torch.__version__}",
+        "triton": f"tritonserver 2.51 (nvidia-pytriton), python backend, configs/cpu.pbtxt (queue delays {CPU_QUEUE_DELAY_US} µs), {protocol} client per client thread",
         "policy": policy_note,
         "judge": f"create_judge('default') = {DEFAULT_JUDGE!r}, in the agent process",
+        "images": "degraded crops of the held-out photos (restore_r1.serving.testing.degraded_photos), cases 1-15 in turn",
         "requests_per_cell": requests,
     }
-    rows = [{"mode": mode, "size": size, **cell} for mode, cells in results.items() for (size, _), cell in cells.items()]
+    rows = [{"mode": mode, "size": label(size), **cell} for mode, cells in results.items() for (size, _), cell in cells.items()]
     (out / "serving.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    lines = ["# Serving bench: agent through Triton vs in-process", ""]
+    lines = ["# Serving bench: the shipped agent through Triton vs in-process", ""]
     lines += [f"{k.replace('_', ' ').capitalize()}: {v}  " for k, v in meta.items()]
-    lines += ["", "| mode | image | clients | requests | req/s | p50 s | p95 s | mean tool calls |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| mode | image | clients | requests | failed | req/s | p50 s | p95 s | mean tool calls | same plans as in-process |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
+        same = f"{r['same_plans']}/{r['requests']}" if "same_plans" in r else "-"
         lines.append(
-            f"| {r['mode']} | {r['size']}² | {r['clients']} | {r['requests']} | {r['throughput_rps']:.2f} | "
-            f"{r['p50_s']:.3f} | {r['p95_s']:.3f} | {r['mean_steps']:.2f} |"
+            f"| {r['mode']} | {r['size']} | {r['clients']} | {r['requests']} | {r['failed']} | {r['throughput_rps']:.2f} | "
+            f"{r['p50_s']:.3f} | {r['p95_s']:.3f} | {r['mean_tool_calls']:.2f} | {same} |"
         )
+    ratios = []
+    for (size, clients), cell in results.get(MODES[1], {}).items():
+        base = results[MODES[0]].get((size, clients))
+        if base and clients == 1:
+            ratios.append(
+                f"- {label(size)}: {cell['wall_s'] / base['wall_s']:.2f}× the in-process time for the {cell['requests']} images one after another "
+                f"(p50 {cell['p50_s'] / base['p50_s']:.2f}×; target ≤ 1.15×)"
+            )
+    lines += ["", "## One client: Triton (dynamic batching) against in-process", "", *ratios]
+    lines += [
+        "",
+        "## Does dynamic batching help?",
+        "",
+        *batching_verdict(results),
+        "",
+        "Why: on this CPU, a batch costs the sum of its images. The tools are per-image OpenCV/numpy code",
+        "(`run_batch` is a loop) and the `stats` encoder is per image too, so grouping requests saves only",
+        "the per-execution overhead (about 1-2 ms of a 20-2000 ms call) while the 2 cores are already busy",
+        "from 4 clients on. With `max_queue_delay_microseconds: 0` (the CPU configs) the batcher never",
+        "waits: it only groups requests that queued while the instance was busy, so it costs no latency",
+        "either (a non-zero delay added ~1 ms to every BLS call at 1 client). On a GPU node with neural",
+        "tools and encoders, one batched kernel serves many images and batching is what raises throughput;",
+        "the production `config.pbtxt` keeps it with a delay.",
+    ]
     (out / "serving.md").write_text("\n".join(lines) + "\n")
 
 

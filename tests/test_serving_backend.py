@@ -517,3 +517,161 @@ def test_cli_writes_a_partial_result_warns_in_one_line_and_exits_0(tmp_path, cap
     assert line["partial"] is True and line["failed"] == failed and line["tools"] == ["gamma_correction"]
     np.testing.assert_array_equal(read_image(line["output"]), 255 - image())
     assert err == f"warning: {tmp_path / 'a.png'}: partial result [{m.ERROR_TOOL_TIMEOUT}]: step 2, tool 'clahe': no answer; wrote the best image so far\n"
+
+
+# --- policy version in answers, process memory settings, bench/test images -------------------
+
+
+def test_the_policy_model_returns_the_version_triton_loaded_it_as(repo):
+    args = stub.model_args(repo / b.POLICY_MODEL)
+    args["model_version"] = "7"  # no 7/policy folder: the model falls back to the packaged default
+    model = load_model_py(repo / b.POLICY_MODEL)()
+    model.initialize(args)
+    (resp,) = model.execute([stub.Request(IMAGE=np.stack([image(0), image(1)]), HISTORY=np.full((2, b.HISTORY_LEN), -1, np.int32))])
+    assert pb.get_output_tensor_by_name(resp, b.POLICY_VERSION).as_numpy().tolist() == [[b"7"], [b"7"]]
+
+
+def test_answers_say_which_policy_version_made_each_decision(repo, served):
+    agent = build(repo / b.AGENT_MODEL)
+    traj = trajectory(agent_restore(agent, image(0)))
+    decisions = len(traj["tools"]) + (len(traj["tools"]) < b.HISTORY_LEN)  # every tool call, then STOP
+    assert traj["policy_version"] == MODEL_VERSION and traj["policy_versions"] == [MODEL_VERSION] * decisions
+    agent.finalize()
+
+
+def test_a_policy_version_loaded_mid_episode_shows_in_the_list_and_the_last_one_answers(repo, served, monkeypatch):
+    scripted = scripted_policy()
+
+    def versioned(tensors):  # version 1 for the first decision, 2 after (a new version loaded)
+        resp = scripted(tensors)
+        step = len(b.decode_history(next(t for t in tensors if t.name() == b.HISTORY).as_numpy()[0])) + 1
+        version = np.array([[b"1" if step == 1 else b"2"]], dtype=np.object_)
+        return pb.InferenceResponse(output_tensors=[*resp.output_tensors(), pb.Tensor(b.POLICY_VERSION, version)])
+
+    monkeypatch.setitem(stub.BLS_MODELS, b.POLICY_MODEL, versioned)
+    agent = build_agent(repo)
+    traj = trajectory(agent_restore(agent, image(0)))
+    assert traj["tools"] == list(PLAN) and traj["policy_versions"] == ["1", "2", "2", "2"] and traj["policy_version"] == "2"
+    agent.finalize()
+
+
+def test_a_policy_model_without_a_version_output_still_serves_with_version_null(repo, served, monkeypatch):
+    monkeypatch.setitem(stub.BLS_MODELS, b.POLICY_MODEL, scripted_policy())
+    agent = build_agent(repo)
+    traj = trajectory(agent_restore(agent, image(0)))
+    assert traj["tools"] == list(PLAN) and traj["policy_version"] is None and traj["policy_versions"] == [None] * (len(PLAN) + 1)
+    agent.finalize()
+
+
+def test_the_client_and_the_cli_report_the_policy_version(tmp_path, capsys, monkeypatch):
+    from restore_r1.agent.inference import RestoreResult
+    from restore_r1.cli import main
+    from restore_r1.images import write_image
+    from restore_r1.serving import client
+
+    traj = {"tools": ["clahe"], "scores": [0.0, 1.0], "step_seconds": [0.1, 0.1], "seconds": 0.2, "partial": False, "failed": None}
+    traj |= {"policy_version": "2", "policy_versions": ["2", "2"]}
+
+    class Result:
+        def as_numpy(self, name):
+            return np.zeros((1, 48, 64, 3), np.uint8) if name == b.OUTPUT_IMAGE else np.array([[json.dumps(traj).encode()]], dtype=np.object_)
+
+    remote = client.TritonAgentClient("127.0.0.1:1")
+    monkeypatch.setattr(remote, "infer_raw", lambda array, max_steps=None: Result())
+    result = remote.restore(image())
+    assert result.policy_version == "2" and result.tools == ["clahe"]
+
+    class Client:
+        def __init__(self, url, protocol="http"):
+            pass
+
+        def check_ready(self):
+            pass
+
+        def restore(self, img, max_steps=None):
+            return RestoreResult(image=img, tools=[], scores=[0.0], seconds=0.1, policy_version="2")
+
+    monkeypatch.setattr(client, "TritonAgentClient", Client)
+    write_image(tmp_path / "a.png", image())
+    assert main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--triton-url", "127.0.0.1:1", "--json"]) == 0
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert line["policy_version"] == "2"
+
+
+def test_keep_freed_memory_applies_on_glibc_and_defers_to_the_environment(monkeypatch):
+    import platform
+
+    for name in b.MALLOC_ENV:
+        monkeypatch.delenv(name, raising=False)
+    if platform.libc_ver()[0] == "glibc":
+        assert b.keep_freed_memory() is True
+    monkeypatch.setenv(b.MALLOC_ENV[0], str(1 << 20))
+    assert b.keep_freed_memory() is False
+
+
+def test_degraded_photos_are_reproducible_crops_of_any_size():
+    from restore_r1.cleanimages import HELDOUT_NAMES, load_clean
+    from restore_r1.degradations import apply_case
+    from restore_r1.serving.testing import degraded_photos
+
+    small = degraded_photos(64, 48, 3)
+    assert [im.shape for im in small] == [(48, 64, 3)] * 3 and all(im.dtype == np.uint8 for im in small)
+    clean = load_clean(HELDOUT_NAMES[1])
+    top, left = (clean.shape[0] - 48) // 2, (clean.shape[1] - 64) // 2
+    expected = apply_case(2, np.ascontiguousarray(clean[top : top + 48, left : left + 64]), np.random.default_rng(1))[0]
+    np.testing.assert_array_equal(small[1], expected)  # image 1: the second photo, case 2, seed 0 + 1
+    assert all(np.array_equal(a, c) for a, c in zip(small, degraded_photos(64, 48, 3)))
+    (big,) = degraded_photos(1152, 864, 1)  # larger than the photo: enlarged first
+    assert big.shape == (864, 1152, 3)
+    with pytest.raises(ValueError, match="positive"):
+        degraded_photos(0, 10, 1)
+
+
+# --- the server helper's process, memory and shared-memory bookkeeping; client transport errors
+
+
+def fake_proc(root: Path, pid: int, pgrp: int, rss_kb: int, maps: str = "") -> None:
+    folder = root / str(pid)
+    folder.mkdir(parents=True)
+    # The command may hold spaces and parentheses; the fields after it are state, ppid, pgrp.
+    (folder / "stat").write_text(f"{pid} (triton python (stub)) S 1 {pgrp} {pgrp} 0 -1\n")
+    (folder / "status").write_text(f"Name:\tstub\nVmRSS:\t  {rss_kb} kB\nThreads:\t3\n")
+    (folder / "maps").write_text(maps)
+
+
+def test_group_pids_rss_and_shm_regions_read_proc(tmp_path):
+    from restore_r1.serving.server import SHM_DIR, SHM_PREFIX, group_pids, rss_bytes, shm_regions
+
+    region = f"{SHM_PREFIX}0f3c"
+    line = f"7f00-7f10 rw-s 00000000 00:1a 123 {SHM_DIR}/{region}\n7f20-7f30 r-xp 00000000 08:01 9 /usr/lib/libc.so.6\n"
+    fake_proc(tmp_path, 100, 100, 1000, line)
+    fake_proc(tmp_path, 101, 100, 500, f"7f00-7f10 rw-s 00000000 00:1a 124 {SHM_DIR}/{SHM_PREFIX}dead (deleted)\n")
+    fake_proc(tmp_path, 200, 200, 9999)
+    (tmp_path / "self").mkdir()
+    assert group_pids(100, proc=tmp_path) == [100, 101]
+    assert rss_bytes([100, 101, 12345], proc=tmp_path) == 1500 * 1024  # a process that is gone counts 0
+    assert shm_regions([100, 101, 200], proc=tmp_path) == {region, f"{SHM_PREFIX}dead"}
+
+
+def test_compile_model_files_writes_the_bytecode_an_import_would(tmp_path):
+    import sys
+
+    from restore_r1.serving.server import compile_model_files
+
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    (tmp_path / "m" / "1" / "model.py").write_text("X = 1\n")
+    compile_model_files(tmp_path, Path(sys.executable))
+    assert [p.name for p in (tmp_path / "m" / "1" / "__pycache__").iterdir()] == [f"model.{sys.implementation.cache_tag}.pyc"]
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_request_to_a_server_that_is_not_there_is_a_remote_error(protocol):
+    from restore_r1.serving.client import STATUS_UNAVAILABLE, RemoteError, TritonAgentClient
+    from restore_r1.serving.server import free_port
+
+    client = TritonAgentClient(f"127.0.0.1:{free_port()}", protocol=protocol, timeout_s=10)
+    start = time.perf_counter()
+    with pytest.raises(RemoteError) as info:
+        client.restore(image())
+    assert time.perf_counter() - start < 10 and info.value.reason is None
+    assert info.value.status == STATUS_UNAVAILABLE if protocol == "http" else "UNAVAILABLE" in info.value.status

@@ -25,7 +25,10 @@ SPECS = model_specs()
 #: Inputs and outputs (name, data type) each model kind's code reads and writes.
 IO = {
     "tool": ({(b.IMAGE, "TYPE_UINT8")}, {(b.OUTPUT_IMAGE, "TYPE_UINT8")}),
-    "policy": ({(b.IMAGE, "TYPE_UINT8"), (b.HISTORY, "TYPE_INT32")}, {(b.ACTION, "TYPE_INT32"), (b.ACTION_NAME, "TYPE_STRING")}),
+    "policy": (
+        {(b.IMAGE, "TYPE_UINT8"), (b.HISTORY, "TYPE_INT32")},
+        {(b.ACTION, "TYPE_INT32"), (b.ACTION_NAME, "TYPE_STRING"), (b.POLICY_VERSION, "TYPE_STRING")},
+    ),
     "agent": ({(b.IMAGE, "TYPE_UINT8"), (b.MAX_STEPS, "TYPE_INT32")}, {(b.OUTPUT_IMAGE, "TYPE_UINT8"), (b.TRAJECTORY, "TYPE_STRING")}),
 }
 

@@ -88,6 +88,8 @@ class RestoreResult:
         failed: for a partial result, the failed step as the server reported it (``step``,
             ``tool``, ``model``, ``reason``, ``message``: see
             :class:`restore_r1.serving.backend.StepFailure`); None otherwise.
+        policy_version: the served policy model version that made the last decision (the
+            Triton model version, e.g. ``"2"``); None in-process.
     """
 
     image: np.ndarray
@@ -96,6 +98,7 @@ class RestoreResult:
     seconds: float
     partial: bool = False
     failed: dict[str, Any] | None = None
+    policy_version: str | None = None
 
 
 @dataclass

@@ -10,7 +10,8 @@ that file, in the format of its suffix; otherwise OUT is a folder and each resul
 ``out.png`` is never what was meant). Existing outputs are refused before any work unless
 ``--overwrite`` is given; writes are atomic. Per image it reports the tools chosen in order, the judge score after each step and the seconds
 taken; ``--json`` prints one JSON object per image (``input``, ``output``, ``tools``, ``scores``,
-``seconds``, ``partial``, ``failed``). Bad inputs are reported and skipped (exit 1), the others are restored.
+``seconds``, ``partial``, ``failed``, ``policy_version``: the served policy model version, null
+in-process). Bad inputs are reported and skipped (exit 1), the others are restored.
 
 Through ``--triton-url``, a tool (or the policy) that fails after a successful step gives a
 *partial* result: the best image so far is written, ``partial`` is true and ``failed`` holds the
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"warning: {path}: {partial_warning(result.failed)}", file=sys.stderr, flush=True)
         if args.json:
             record = {"input": str(path), "output": str(target), "tools": result.tools, "scores": result.scores, "seconds": result.seconds}
-            print(json.dumps({**record, "partial": result.partial, "failed": result.failed}), flush=True)
+            print(json.dumps({**record, "partial": result.partial, "failed": result.failed, "policy_version": result.policy_version}), flush=True)
         else:
             chain = " -> ".join(result.tools) or "(no tool)"
             scores = " -> ".join(f"{s:.3f}" for s in result.scores)

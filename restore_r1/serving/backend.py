@@ -12,11 +12,14 @@ Tensors (batch dimension first; the client sends one image per request):
 
 * tool ``restore_r1_tool_<name>``: ``IMAGE`` uint8 [B, H, W, 3] -> ``OUTPUT_IMAGE`` uint8 [B, H, W, 3].
 * policy ``restore_r1_policy``: ``IMAGE`` uint8 [B, H, W, 3] and ``HISTORY`` int32 [B, 16] (tool
-  indices so far, padded with -1) -> ``ACTION`` int32 [B, 1] (K = STOP) and ``ACTION_NAME`` bytes
-  [B, 1]. The policy model runs the policy's frozen encoder and the MLP (greedy argmax).
+  indices so far, padded with -1) -> ``ACTION`` int32 [B, 1] (K = STOP), ``ACTION_NAME`` bytes
+  [B, 1] and ``POLICY_VERSION`` bytes [B, 1] (the model version Triton loaded it as, e.g. ``b"2"``).
+  The policy model runs the policy's frozen encoder and the MLP (greedy argmax).
 * agent ``restore_r1_agent``: ``IMAGE`` uint8 [B, H, W, 3] and optional ``MAX_STEPS`` int32 [B, 1]
   (0..16) -> ``OUTPUT_IMAGE`` uint8 [B, H, W, 3] and ``TRAJECTORY`` bytes [B, 1], a JSON object
-  ``{"tools", "scores", "step_seconds", "seconds", "partial", "failed"}``.
+  ``{"tools", "scores", "step_seconds", "seconds", "partial", "failed", "policy_version",
+  "policy_versions"}``: the policy model version of each decision, and of the last one (a new
+  version loaded mid-episode shows as a change in the list).
 
 The agent loops policy -> tool -> ... -> STOP with BLS calls and scores each image with the judge
 (``restore_r1.judges.create_judge``, in the agent's own process). Each BLS call runs in a worker
@@ -71,6 +74,7 @@ OUTPUT_IMAGE = "OUTPUT_IMAGE"
 HISTORY = "HISTORY"
 ACTION = "ACTION"
 ACTION_NAME = "ACTION_NAME"
+POLICY_VERSION = "POLICY_VERSION"
 MAX_STEPS = "MAX_STEPS"
 TRAJECTORY = "TRAJECTORY"
 
@@ -101,6 +105,43 @@ PARAM_TOOL = "tool"
 #: Parameter of every model: the pixel-library versions the repository was exported with
 #: (:func:`restore_r1.versions.format_versions`), checked at load by :func:`check_pixel_versions`.
 PARAM_PIXEL_VERSIONS = "pixel_versions"
+
+
+#: glibc malloc settings of every python-model process (:func:`keep_freed_memory`): arrays up to
+#: 32 MiB (glibc's largest ``M_MMAP_THRESHOLD`` on 64-bit) come from the heap, and up to 256 MiB of
+#: freed heap stay mapped. With glibc's defaults, a model process that runs only the judge (the
+#: agent) or one cheap tool mapped and unmapped its temporaries on every request: 30 000 page
+#: faults per 1-MP restore in the agent, about half its judge time on this VM (docs/serving.md).
+MALLOC_MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
+MALLOC_TRIM_THRESHOLD_BYTES = 256 * 1024 * 1024
+#: ``mallopt`` parameter numbers (glibc ``<malloc.h>``).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+#: Environment variables that, when set, override :func:`keep_freed_memory` (glibc reads them).
+MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+
+
+def keep_freed_memory(mmap_threshold: int = MALLOC_MMAP_THRESHOLD_BYTES, trim_threshold: int = MALLOC_TRIM_THRESHOLD_BYTES) -> bool:
+    """Makes glibc's malloc keep freed memory for the next request instead of unmapping it.
+
+    A served model allocates the same large temporaries (image-sized float arrays) on every
+    request. glibc maps arrays above its mmap threshold fresh each time and trims the heap when
+    they are freed, so every request page-faults its working set in again. Fixed thresholds turn
+    that off (glibc then also stops adjusting them). Skipped when ``MALLOC_MMAP_THRESHOLD_`` or
+    ``MALLOC_TRIM_THRESHOLD_`` is set (the operator chose), or off glibc.
+
+    Returns:
+        True when both settings were applied.
+    """
+    import ctypes
+
+    if any(name in os.environ for name in MALLOC_ENV):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
 
 
 def tool_model_name(tool: str) -> str:
@@ -248,6 +289,8 @@ class Episode:
             failed step when ``failed`` is set).
         seconds: the whole episode.
         failed: the failure that stopped the episode after at least one successful step, else None.
+        policy_versions: the policy model version that made each successful decision (served
+            episodes; empty in-process).
     """
 
     image: np.ndarray
@@ -256,6 +299,7 @@ class Episode:
     step_seconds: list[float] = field(default_factory=list)
     seconds: float = 0.0
     failed: StepFailure | None = None
+    policy_versions: list[str | None] = field(default_factory=list)
 
     @property
     def partial(self) -> bool:
@@ -271,6 +315,8 @@ class Episode:
             "seconds": self.seconds,
             "partial": self.partial,
             "failed": None if self.failed is None else asdict(self.failed),
+            "policy_version": self.policy_versions[-1] if self.policy_versions else None,
+            "policy_versions": self.policy_versions,
         }
 
 
@@ -379,6 +425,12 @@ def _input(pb, request, name: str, required: bool = True) -> np.ndarray | None:
     return tensor.as_numpy()
 
 
+def _text(tensor: np.ndarray) -> str:
+    """The first element of a BYTES tensor as text."""
+    raw = np.asarray(tensor).reshape(-1)[0]
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
 def _parse_config(args: dict) -> dict:
     return json.loads(args["model_config"])
 
@@ -399,6 +451,7 @@ class ToolModel:
 
         config = _parse_config(args)
         check_pixel_versions(config, self.pb)
+        keep_freed_memory()
         name = config_parameter(config, PARAM_TOOL)
         if not name:
             raise ValueError(f"model {config.get('name')!r}: parameter {PARAM_TOOL!r} is missing")
@@ -465,9 +518,12 @@ class PolicyModel:
 
     def initialize(self, args: dict) -> None:
         check_pixel_versions(_parse_config(args), self.pb)
+        keep_freed_memory()
         folder = policy_folder(args["model_repository"], args["model_version"])
         self.policy, self.encoder = load_policy_with_encoder(folder)
         self.folder = folder
+        # Answers say which policy served them: the version folder Triton loaded this one from.
+        self.version = str(args["model_version"])
 
     def act(self, images: list[np.ndarray], histories: list[list[int]]) -> tuple[np.ndarray, list[str]]:
         """Greedy actions (int32 [N]) and their names for N images (one encoder batch)."""
@@ -512,6 +568,7 @@ class PolicyModel:
                         output_tensors=[
                             pb.Tensor(ACTION, actions[pos : pos + n].reshape(n, 1)),
                             pb.Tensor(ACTION_NAME, np.array([[s.encode()] for s in names[pos : pos + n]], dtype=np.object_).reshape(n, 1)),
+                            pb.Tensor(POLICY_VERSION, np.array([[self.version.encode()]] * n, dtype=np.object_)),
                         ]
                     )
                     pos += n
@@ -596,6 +653,7 @@ class AgentModel:
 
         config = _parse_config(args)
         check_pixel_versions(config, self.pb)
+        keep_freed_memory()
         self.judge_name = config_parameter(config, PARAM_JUDGE, DEFAULT_JUDGE)
         self.tool_timeout_s = float(config_parameter(config, PARAM_TOOL_TIMEOUT, str(DEFAULT_TOOL_TIMEOUT_S)))
         self.max_pixels = int(config_parameter(config, PARAM_MAX_PIXELS, str(DEFAULT_MAX_PIXELS)))
@@ -618,8 +676,9 @@ class AgentModel:
         self.metrics = AgentMetrics(self.pb)
 
     # -- BLS calls ---------------------------------------------------------------------------
-    def _bls(self, model: str, inputs: list, outputs: list[str], reason: str) -> list[np.ndarray]:
-        """One BLS call bounded by ``tool_timeout_s``; the outputs as arrays.
+    def _bls(self, model: str, inputs: list, outputs: list[str], reason: str, optional: Sequence[str] = ()) -> list[np.ndarray | None]:
+        """One BLS call bounded by ``tool_timeout_s``; the outputs as arrays (None for a missing
+        one of ``optional``).
 
         Raises:
             ServingError: ``reason`` when the model answers with an error (a model that is not
@@ -647,21 +706,23 @@ class AgentModel:
         out = []
         for name in outputs:
             tensor = pb.get_output_tensor_by_name(response, name)
-            if tensor is None:
+            if tensor is None and name not in optional:
                 raise ServingError(reason, f"model {model} returned no {name}")
-            out.append(tensor.as_numpy())
+            out.append(None if tensor is None else tensor.as_numpy())
         return out
 
-    def call_policy(self, image: np.ndarray, history: list[int]) -> tuple[int, str]:
+    def call_policy(self, image: np.ndarray, history: list[int]) -> tuple[int, str, str | None]:
+        """(action index, action name, policy model version) for ``image`` after ``history``; the
+        version is None for a policy model that does not return one (exported before it did)."""
         pb = self.pb
-        action, name = self._bls(
+        action, name, version = self._bls(
             POLICY_MODEL,
             [pb.Tensor(IMAGE, image[None]), pb.Tensor(HISTORY, encode_history(history)[None])],
-            [ACTION, ACTION_NAME],
+            [ACTION, ACTION_NAME, POLICY_VERSION],
             m.ERROR_POLICY_FAILED,
+            optional=(POLICY_VERSION,),
         )
-        raw = name.reshape(-1)[0]
-        return int(action.reshape(-1)[0]), raw.decode() if isinstance(raw, bytes) else str(raw)
+        return int(action.reshape(-1)[0]), _text(name), None if version is None else _text(version)
 
     def call_tool(self, tool: str, image: np.ndarray) -> np.ndarray:
         pb = self.pb
@@ -681,7 +742,16 @@ class AgentModel:
             if name != STOP:
                 events.increment(m.TOOL_CALLS_TOTAL, tool=name)
 
-        return run_episode(image, self.call_policy, self.call_tool, lambda im: self.score(im, image), max_steps, on_step)
+        versions: list[str | None] = []
+
+        def decide(img: np.ndarray, history: list[int]) -> tuple[int, str]:
+            action, name, version = self.call_policy(img, history)
+            versions.append(version)
+            return action, name
+
+        ep = run_episode(image, decide, self.call_tool, lambda im: self.score(im, image), max_steps, on_step)
+        ep.policy_versions = versions
+        return ep
 
     def _one(self, request) -> tuple[Any, MetricEvents]:
         events = MetricEvents()

@@ -1,17 +1,19 @@
 """Client of the agent model on a Triton server (``restore-r1 restore --triton-url``).
 
     client = TritonAgentClient("127.0.0.1:8000", protocol="http")
-    result = client.restore(img)          # RestoreResult(image, tools, scores, seconds, partial, failed)
+    result = client.restore(img)          # RestoreResult(image, tools, scores, seconds, partial, failed, policy_version)
 
 One image per request (``IMAGE`` uint8 [1, H, W, 3]); ``TRAJECTORY`` comes back as JSON. A
 server-side error (bad input, a tool or the policy failing at the first step) raises
 :class:`RemoteError` with the server's message and its reason tag (``[tool_timeout] ...``). A
 failure after a successful step is not an error: the result is the best image so far with
-``partial=True`` and ``failed`` saying which step, tool and why.
+``partial=True`` and ``failed`` saying which step, tool and why. ``policy_version`` is the policy
+model version that made the episode's last decision.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 from dataclasses import dataclass
@@ -27,6 +29,9 @@ PROTOCOLS = {"http": 8000, "grpc": 8001}
 #: Seconds a request may take end to end (client side).
 DEFAULT_TIMEOUT_S = 300.0
 _REASON = re.compile(r"\[([a-z_]+)\]")
+#: ``RemoteError.status`` of a request that never got an answer (the server is down, was killed
+#: mid-request or closed the connection).
+STATUS_UNAVAILABLE = "UNAVAILABLE"
 
 
 class RemoteError(RestoreR1Error, RuntimeError):
@@ -115,6 +120,9 @@ class TritonAgentClient:
             message = " ".join(str(exc.message() or exc).split())
             found = _REASON.search(message)
             raise RemoteError(f"Triton {self.url}: {message}", found.group(1) if found else None, str(exc.status())) from None
+        except (OSError, http.client.HTTPException) as exc:  # HTTP transport: refused, reset or closed connections, socket timeouts
+            message = " ".join(str(exc).split()) or "connection closed"
+            raise RemoteError(f"Triton {self.url} ({self.protocol}): {type(exc).__name__}: {message}", None, STATUS_UNAVAILABLE) from None
 
     def restore(self, img: np.ndarray, max_steps: int | None = None) -> RestoreResult:
         """Restores one uint8 RGB H×W×3 image through the agent model.
@@ -137,6 +145,7 @@ class TritonAgentClient:
             seconds=float(traj["seconds"]),
             partial=bool(traj.get("partial", False)),  # absent from servers older than the fault handling
             failed=traj.get("failed"),
+            policy_version=traj.get("policy_version"),  # absent from servers older than the policy version
         )
 
     def close(self) -> None:

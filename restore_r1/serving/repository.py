@@ -29,9 +29,12 @@ CPU_CONFIG_NAME = "cpu"
 #: Largest batch per model (GPU / CPU). The agent's batch is the number of episodes it runs side by side.
 GPU_MAX_BATCH = {"tool": 16, "policy": 64, "agent": 16}
 CPU_MAX_BATCH = {"tool": 4, "policy": 16, "agent": 4}
-#: How long the dynamic batcher waits to fill a batch (µs).
+#: How long the dynamic batcher waits to fill a batch (µs). On CPU it never waits: a batch costs
+#: the sum of its images there (per-image tools and encoder), so waiting only added latency (the
+#: 500-1000 µs delays cost ~1 ms per BLS call at one client); with 0 it still groups the requests
+#: that queued while the instance was busy (bench/serving_bench.py, docs/serving.md).
 GPU_QUEUE_DELAY_US = {"tool": 2000, "policy": 1000, "agent": 1000}
-CPU_QUEUE_DELAY_US = {"tool": 1000, "policy": 500, "agent": 500}
+CPU_QUEUE_DELAY_US = {"tool": 0, "policy": 0, "agent": 0}
 #: Instances per model. The agent's instances mostly wait on BLS calls (one at a time each), so
 #: it gets more of them than the models doing the work.
 GPU_INSTANCES = {"tool": 1, "policy": 1, "agent": 4}
@@ -64,7 +67,11 @@ def _io(kind: str) -> tuple[list[str], list[str]]:
     if kind == "tool":
         return [image], [out_image]
     if kind == "policy":
-        return [image, _tensor(b.HISTORY, "TYPE_INT32", str(b.HISTORY_LEN))], [_tensor(b.ACTION, "TYPE_INT32", "1"), _tensor(b.ACTION_NAME, "TYPE_STRING", "1")]
+        return [image, _tensor(b.HISTORY, "TYPE_INT32", str(b.HISTORY_LEN))], [
+            _tensor(b.ACTION, "TYPE_INT32", "1"),
+            _tensor(b.ACTION_NAME, "TYPE_STRING", "1"),
+            _tensor(b.POLICY_VERSION, "TYPE_STRING", "1"),
+        ]
     if kind == "agent":
         return [image, _tensor(b.MAX_STEPS, "TYPE_INT32", "1", optional=True)], [out_image, _tensor(b.TRAJECTORY, "TYPE_STRING", "1")]
     raise ValueError(f"unknown model kind {kind!r}")

@@ -18,6 +18,7 @@ id, waits for a clean exit and only then SIGKILLs it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -66,6 +67,80 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
+
+
+def group_pids(pgid: int, proc: str | os.PathLike = "/proc") -> list[int]:
+    """Process ids of process group ``pgid`` (a server started by :class:`TritonServer` leads its
+    own group, with its python-model stubs in it), read from ``proc``."""
+    pids = []
+    for entry in Path(proc).iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        # Fields after the command (which may hold spaces or parentheses): state, ppid, pgrp, ...
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid:
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def rss_bytes(pids: list[int], proc: str | os.PathLike = "/proc") -> int:
+    """Sum of ``VmRSS`` over ``pids`` (processes that are gone count 0), bytes. Shared memory
+    mapped by several of them counts once per process."""
+    total = 0
+    for pid in pids:
+        try:
+            status = (Path(proc) / str(pid) / "status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+#: Where the python backend's shared-memory regions live, and their name prefix.
+SHM_DIR = Path("/dev/shm")
+SHM_PREFIX = "triton_python_backend_shm_region_"
+
+
+def shm_regions(pids: list[int], proc: str | os.PathLike = "/proc") -> set[str]:
+    """Names of the python-backend shared-memory regions (files in :data:`SHM_DIR`) mapped by ``pids``."""
+    names = set()
+    for pid in pids:
+        try:
+            maps = (Path(proc) / str(pid) / "maps").read_text()
+        except OSError:
+            continue
+        for line in maps.splitlines():
+            path = line.split(maxsplit=5)[5] if len(line.split(maxsplit=5)) == 6 else ""
+            if path.startswith(f"{SHM_DIR}/{SHM_PREFIX}"):
+                names.add(Path(path.removesuffix(" (deleted)")).name)
+    return names
+
+
+#: ``tritonserver`` options of the poll mode (the server rescans the repository).
+POLL_MODE_ARGS = ("--model-control-mode=poll",)
+
+
+def compile_model_files(repository: Path, python: Path) -> None:
+    """Byte-compiles every ``model.py`` of ``repository`` with the stub's ``python``.
+
+    In poll mode Triton reloads a model when any file under its folder changes, and the python
+    stub's first import of ``<version>/model.py`` writes ``<version>/__pycache__`` (the stub runs
+    Python isolated, so ``PYTHONDONTWRITEBYTECODE`` is ignored): every model was reloaded once,
+    one poll after the server started, and under load that crashed tritonserver 2.51. With the
+    bytecode already there and up to date, the import writes nothing.
+
+    Raises:
+        ServerError: compilation failed (the message quotes the compiler).
+    """
+    proc = subprocess.run([str(python), "-m", "compileall", "-q", str(repository)], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise ServerError(f"could not byte-compile the model files of {repository}: {(proc.stdout + proc.stderr).strip()[-500:]}")
 
 
 def _venv_python(venv: Path) -> Path:
@@ -128,6 +203,7 @@ class TritonServer:
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = None
     _scratch: Path | None = None
+    _regions: set[str] = field(default_factory=set)
 
     @property
     def http_url(self) -> str:
@@ -195,6 +271,8 @@ class TritonServer:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(layout["libdir"]), str(layout["libs"]), env.get("LD_LIBRARY_PATH", "")) if p)
         env["PATH"] = os.pathsep.join((str(Path(layout["python"]).parent), str(Path(layout["tritonserver"]).parent), env.get("PATH", "")))
         env.pop("PYTHONHOME", None)
+        if any(arg.replace(" ", "") in POLL_MODE_ARGS for arg in self.extra_args):
+            compile_model_files(Path(self.repository), Path(layout["python"]))
         self.log_path = Path(self.log_path or self._scratch / "tritonserver.log")
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps writing to it
         try:
@@ -206,10 +284,15 @@ class TritonServer:
             if self.process.poll() is not None:
                 raise ServerError(f"tritonserver exited with code {self.process.returncode}: {self.log_tail()}")
             if self.ready():
+                self._regions |= shm_regions(self.processes())
                 return self
             time.sleep(0.5)
         self.stop()
         raise ServerError(f"tritonserver was not ready within {timeout_s:g} s: {self.log_tail()}")
+
+    def processes(self) -> list[int]:
+        """Process ids of the server and its python-model stubs (its process group)."""
+        return group_pids(self.process.pid) if self.process is not None else []
 
     def ready(self) -> bool:
         """Whether the server answers ``/v2/health/ready`` with 200 (every model loaded)."""
@@ -225,9 +308,14 @@ class TritonServer:
         return " | ".join(Path(self.log_path).read_text(errors="replace").strip().splitlines()[-lines:])
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> int | None:
-        """SIGTERM to the server's process id, SIGKILL after ``grace_s``; returns its exit code."""
+        """SIGTERM to the server's process id, SIGKILL after ``grace_s``; returns its exit code.
+
+        Python-model stubs still in the server's process group once it has exited (it was killed,
+        or crashed, before it could stop them) are SIGKILLed too, and the shared-memory regions it
+        left in ``/dev/shm`` (64 MiB per model instance) are removed."""
         code = None
         if self.process is not None:
+            self._regions |= shm_regions(self.processes())
             if self.process.poll() is None:
                 os.kill(self.process.pid, signal.SIGTERM)
                 try:
@@ -237,6 +325,17 @@ class TritonServer:
                     os.killpg(self.process.pid, signal.SIGKILL)
                     self.process.wait()
             code = self.process.returncode
+            if group_pids(self.process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                deadline = time.monotonic() + STOP_GRACE_S
+                while group_pids(self.process.pid) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+            if not group_pids(self.process.pid):  # nothing of this server maps them any more
+                for name in self._regions:
+                    with contextlib.suppress(FileNotFoundError):
+                        (SHM_DIR / name).unlink()
+                self._regions.clear()
         if self._scratch is not None:
             keep = self.log_path and Path(self.log_path).is_relative_to(self._scratch)
             if not keep:

@@ -3,7 +3,8 @@
 :func:`make_random_policy` writes a policy checkpoint over the ``stats`` encoder whose output layer
 is drawn at full scale, so that its greedy plans call several different tools (a freshly
 initialised policy is near-uniform and may stop at once). It is for plumbing tests only: its plans
-are arbitrary.
+are arbitrary. :func:`degraded_photos` makes the degraded crops of the bundled photos that the
+load tests and the serving bench send.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 #: Tools cheap enough for tests (under 60 ms per 512² image, bench/results/tools.md).
 FAST_TOOLS = ("gamma_correction", "constant_shift", "clahe", "guided_denoise", "cap_dehaze", "rain_opening", "unsharp_defocus", "jpeg_guided_deblock")
@@ -39,3 +42,35 @@ def make_random_policy(directory: str | os.PathLike, tools: Sequence[str] = FAST
         head.bias.normal_(0.0, HEAD_STD, generator=gen)
         head.bias[config.stop_action] = STOP_BIAS
     return save_policy(policy, directory)
+
+
+def degraded_photos(width: int, height: int, n: int, photos: Sequence[str] | None = None, seed: int = 0) -> list[np.ndarray]:
+    """``n`` degraded ``width``×``height`` crops of the bundled photos, for load tests and benches.
+
+    Image ``i`` is a crop of photo ``i mod len(photos)`` (default: the held-out photos), degraded
+    by case ``i mod 15 + 1`` with ``numpy.random.default_rng(seed + i)``. A photo smaller than the
+    crop is first enlarged (bicubic) to cover it, so ~1 MP inputs come from the same photos; the
+    crop is centred.
+
+    Returns:
+        uint8 RGB ``height``×``width``×3 arrays.
+    """
+    import cv2
+
+    from restore_r1.cleanimages import HELDOUT_NAMES, load_clean
+    from restore_r1.degradations import CASES, apply_case
+
+    if width < 1 or height < 1 or n < 0:
+        raise ValueError(f"degraded_photos: {width}×{height}, n={n}: expected positive sides and n >= 0")
+    names = tuple(photos or HELDOUT_NAMES)
+    clean = {}
+    for name in names:
+        img = load_clean(name)
+        scale = max(width / img.shape[1], height / img.shape[0])
+        if scale > 1:
+            size = (max(width, round(img.shape[1] * scale)), max(height, round(img.shape[0] * scale)))
+            img = cv2.resize(img, size, interpolation=cv2.INTER_CUBIC)
+        top, left = (img.shape[0] - height) // 2, (img.shape[1] - width) // 2
+        clean[name] = np.ascontiguousarray(img[top : top + height, left : left + width])
+    cases = sorted(CASES)
+    return [apply_case(cases[i % len(cases)], clean[names[i % len(names)]], np.random.default_rng(seed + i))[0] for i in range(n)]
