@@ -684,3 +684,12 @@ def test_a_request_to_a_server_that_is_not_there_is_a_remote_error(protocol):
     assert time.perf_counter() - start < 10 and info.value.reason is None
     assert info.value.status == STATUS_UNAVAILABLE if protocol == "http" else "UNAVAILABLE" in info.value.status
 
+
+def test_the_grpc_client_keeps_tritonclients_defaults_and_reconnects_quickly():
+    import tritonclient.grpc as tc
+
+    from restore_r1.serving.client import GRPC_MAX_RECONNECT_BACKOFF_MS, grpc_channel_args
+
+    args = dict(grpc_channel_args(tc))
+    assert args["grpc.max_send_message_length"] == args["grpc.max_receive_message_length"] == tc.MAX_GRPC_MESSAGE_SIZE
+    assert args["grpc.max_reconnect_backoff_ms"] == GRPC_MAX_RECONNECT_BACKOFF_MS <= 5000
