@@ -85,14 +85,14 @@ class TritonPythonModel(Base):
         finally:
             self._add(key, time.perf_counter() - t0)
 
-    def call_policy(self, image, history):
-        return self._timed("policy_call", super().call_policy, image, history)
+    def call_policy(self, *args):
+        return self._timed("policy_call", super().call_policy, *args)
 
-    def call_tool(self, tool, image):
-        return self._timed("tool_call", super().call_tool, tool, image)
+    def call_tool(self, *args):
+        return self._timed("tool_call", super().call_tool, *args)
 
-    def score(self, image, start=None):
-        return self._timed("judge", super().score, image, start)
+    def score(self, *args):
+        return self._timed("judge", super().score, *args)
 
     def execute(self, requests):
         out = self._timed("execute", super().execute, requests)

@@ -68,6 +68,8 @@ class Request:
 
 #: model name -> function(list of Tensor) -> InferenceResponse, for BLS calls.
 BLS_MODELS: dict = {}
+#: (model name, model_version) of every BLS call, in order (-1: the latest version).
+BLS_CALLS: list = []
 
 
 class InferenceRequest:
@@ -75,8 +77,10 @@ class InferenceRequest:
         self.model_name = model_name
         self.requested_output_names = list(requested_output_names)
         self.inputs = list(inputs)
+        self.model_version = int(kwargs.get("model_version", -1))
 
     def exec(self) -> InferenceResponse:
+        BLS_CALLS.append((self.model_name, self.model_version))
         fn = BLS_MODELS.get(self.model_name)
         if fn is None:
             return InferenceResponse(error=TritonError(f"Request for unknown model: '{self.model_name}' is not found", TritonError.NOT_FOUND))

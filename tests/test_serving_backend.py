@@ -531,35 +531,43 @@ def test_the_policy_model_returns_the_version_triton_loaded_it_as(repo):
     assert pb.get_output_tensor_by_name(resp, b.POLICY_VERSION).as_numpy().tolist() == [[b"7"], [b"7"]]
 
 
-def test_answers_say_which_policy_version_made_each_decision(repo, served):
+def policy_calls() -> list[int]:
+    """The model_version of each BLS call to the policy model since the last clear."""
+    return [version for model, version in stub.BLS_CALLS if model == b.POLICY_MODEL]
+
+
+def test_answers_say_which_policy_version_served_them(repo, served):
     agent = build(repo / b.AGENT_MODEL)
+    stub.BLS_CALLS.clear()
     traj = trajectory(agent_restore(agent, image(0)))
-    decisions = len(traj["tools"]) + (len(traj["tools"]) < b.HISTORY_LEN)  # every tool call, then STOP
-    assert traj["policy_version"] == MODEL_VERSION and traj["policy_versions"] == [MODEL_VERSION] * decisions
+    assert traj["policy_version"] == MODEL_VERSION
+    assert len(policy_calls()) == len(traj["tools"]) + (len(traj["tools"]) < b.HISTORY_LEN)  # every tool call, then STOP
     agent.finalize()
 
 
-def test_a_policy_version_loaded_mid_episode_shows_in_the_list_and_the_last_one_answers(repo, served, monkeypatch):
+def test_an_episode_stays_on_the_policy_version_of_its_first_decision(repo, served, monkeypatch):
     scripted = scripted_policy()
 
-    def versioned(tensors):  # version 1 for the first decision, 2 after (a new version loaded)
+    def versioned(tensors):  # the latest version is 2 (a new policy was loaded)
         resp = scripted(tensors)
-        step = len(b.decode_history(next(t for t in tensors if t.name() == b.HISTORY).as_numpy()[0])) + 1
-        version = np.array([[b"1" if step == 1 else b"2"]], dtype=np.object_)
-        return pb.InferenceResponse(output_tensors=[*resp.output_tensors(), pb.Tensor(b.POLICY_VERSION, version)])
+        return pb.InferenceResponse(output_tensors=[*resp.output_tensors(), pb.Tensor(b.POLICY_VERSION, np.array([[b"2"]], dtype=np.object_))])
 
     monkeypatch.setitem(stub.BLS_MODELS, b.POLICY_MODEL, versioned)
     agent = build_agent(repo)
+    stub.BLS_CALLS.clear()
     traj = trajectory(agent_restore(agent, image(0)))
-    assert traj["tools"] == list(PLAN) and traj["policy_versions"] == ["1", "2", "2", "2"] and traj["policy_version"] == "2"
+    # The first decision asks for the latest version; every later one for the version that answered
+    # it, so that another policy never reads this episode's tool history.
+    assert traj["tools"] == list(PLAN) and traj["policy_version"] == "2" and policy_calls() == [b.LATEST_VERSION, 2, 2, 2]
     agent.finalize()
 
 
 def test_a_policy_model_without_a_version_output_still_serves_with_version_null(repo, served, monkeypatch):
     monkeypatch.setitem(stub.BLS_MODELS, b.POLICY_MODEL, scripted_policy())
     agent = build_agent(repo)
+    stub.BLS_CALLS.clear()
     traj = trajectory(agent_restore(agent, image(0)))
-    assert traj["tools"] == list(PLAN) and traj["policy_version"] is None and traj["policy_versions"] == [None] * (len(PLAN) + 1)
+    assert traj["tools"] == list(PLAN) and traj["policy_version"] is None and policy_calls() == [b.LATEST_VERSION] * (len(PLAN) + 1)
     agent.finalize()
 
 
@@ -570,7 +578,7 @@ def test_the_client_and_the_cli_report_the_policy_version(tmp_path, capsys, monk
     from restore_r1.serving import client
 
     traj = {"tools": ["clahe"], "scores": [0.0, 1.0], "step_seconds": [0.1, 0.1], "seconds": 0.2, "partial": False, "failed": None}
-    traj |= {"policy_version": "2", "policy_versions": ["2", "2"]}
+    traj["policy_version"] = "2"
 
     class Result:
         def as_numpy(self, name):
@@ -675,3 +683,13 @@ def test_a_request_to_a_server_that_is_not_there_is_a_remote_error(protocol):
         client.restore(image())
     assert time.perf_counter() - start < 10 and info.value.reason is None
     assert info.value.status == STATUS_UNAVAILABLE if protocol == "http" else "UNAVAILABLE" in info.value.status
+
+
+def test_the_grpc_client_keeps_tritonclients_defaults_and_reconnects_quickly():
+    import tritonclient.grpc as tc
+
+    from restore_r1.serving.client import GRPC_MAX_RECONNECT_BACKOFF_MS, grpc_channel_args
+
+    args = dict(grpc_channel_args(tc))
+    assert args["grpc.max_send_message_length"] == args["grpc.max_receive_message_length"] == tc.MAX_GRPC_MESSAGE_SIZE
+    assert args["grpc.max_reconnect_backoff_ms"] == GRPC_MAX_RECONNECT_BACKOFF_MS <= 5000

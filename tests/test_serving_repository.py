@@ -101,3 +101,11 @@ def test_rewrite_keeps_an_exported_policy_and_drops_stale_tools(tmp_path):
     write_repository(root)
     assert exported.read_text() == "{}"
     assert not (root / b.tool_model_name("retired_tool")).exists()
+
+
+def test_the_policy_model_keeps_two_versions_loaded():
+    from restore_r1.serving.repository import POLICY_VERSIONS_LOADED
+
+    for name in ("config.pbtxt", f"configs/{CPU_CONFIG_NAME}.pbtxt"):
+        config = parse(DEFAULT_REPOSITORY / b.POLICY_MODEL / name)
+        assert config.version_policy.latest.num_versions == POLICY_VERSIONS_LOADED == 2

@@ -17,9 +17,11 @@ Tensors (batch dimension first; the client sends one image per request):
   The policy model runs the policy's frozen encoder and the MLP (greedy argmax).
 * agent ``restore_r1_agent``: ``IMAGE`` uint8 [B, H, W, 3] and optional ``MAX_STEPS`` int32 [B, 1]
   (0..16) -> ``OUTPUT_IMAGE`` uint8 [B, H, W, 3] and ``TRAJECTORY`` bytes [B, 1], a JSON object
-  ``{"tools", "scores", "step_seconds", "seconds", "partial", "failed", "policy_version",
-  "policy_versions"}``: the policy model version of each decision, and of the last one (a new
-  version loaded mid-episode shows as a change in the list).
+  ``{"tools", "scores", "step_seconds", "seconds", "partial", "failed", "policy_version"}``.
+
+Every decision of an episode comes from one policy version: the first call goes to the latest
+version, the others ask for the version that answered it (a new version loaded mid-episode would
+read the episode's tool history with other tool indices), and ``policy_version`` says which.
 
 The agent loops policy -> tool -> ... -> STOP with BLS calls and scores each image with the judge
 (``restore_r1.judges.create_judge``, in the agent's own process). Each BLS call runs in a worker
@@ -84,6 +86,8 @@ HISTORY_LEN = 16
 HISTORY_PAD = -1
 #: Name of the stop action (as in :mod:`restore_r1.agent.policy`).
 STOP = "STOP"
+#: BLS ``model_version`` meaning "the latest loaded version".
+LATEST_VERSION = -1
 #: Sub-folder of a policy model version holding ``policy.safetensors`` + ``policy.json``
 #: (written there by the pipeline's export_serving step).
 POLICY_SUBDIR = "policy"
@@ -289,8 +293,8 @@ class Episode:
             failed step when ``failed`` is set).
         seconds: the whole episode.
         failed: the failure that stopped the episode after at least one successful step, else None.
-        policy_versions: the policy model version that made each successful decision (served
-            episodes; empty in-process).
+        policy_version: the policy model version that made the episode's decisions (served
+            episodes; None in-process or for a policy model that does not say).
     """
 
     image: np.ndarray
@@ -299,7 +303,7 @@ class Episode:
     step_seconds: list[float] = field(default_factory=list)
     seconds: float = 0.0
     failed: StepFailure | None = None
-    policy_versions: list[str | None] = field(default_factory=list)
+    policy_version: str | None = None
 
     @property
     def partial(self) -> bool:
@@ -315,8 +319,7 @@ class Episode:
             "seconds": self.seconds,
             "partial": self.partial,
             "failed": None if self.failed is None else asdict(self.failed),
-            "policy_version": self.policy_versions[-1] if self.policy_versions else None,
-            "policy_versions": self.policy_versions,
+            "policy_version": self.policy_version,
         }
 
 
@@ -676,9 +679,11 @@ class AgentModel:
         self.metrics = AgentMetrics(self.pb)
 
     # -- BLS calls ---------------------------------------------------------------------------
-    def _bls(self, model: str, inputs: list, outputs: list[str], reason: str, optional: Sequence[str] = ()) -> list[np.ndarray | None]:
-        """One BLS call bounded by ``tool_timeout_s``; the outputs as arrays (None for a missing
-        one of ``optional``).
+    def _bls(
+        self, model: str, inputs: list, outputs: list[str], reason: str, optional: Sequence[str] = (), version: int = LATEST_VERSION
+    ) -> list[np.ndarray | None]:
+        """One BLS call to ``version`` of ``model`` (default: the latest loaded) bounded by
+        ``tool_timeout_s``; the outputs as arrays (None for a missing one of ``optional``).
 
         Raises:
             ServingError: ``reason`` when the model answers with an error (a model that is not
@@ -686,7 +691,8 @@ class AgentModel:
                 ``tool_timeout`` (or ``reason`` for the policy) when it does not answer in time.
         """
         pb = self.pb
-        request = pb.InferenceRequest(model_name=model, requested_output_names=outputs, inputs=inputs)
+        kwargs = {} if version == LATEST_VERSION else {"model_version": version}
+        request = pb.InferenceRequest(model_name=model, requested_output_names=outputs, inputs=inputs, **kwargs)
 
         def call():
             with self.bls_lock:
@@ -711,9 +717,10 @@ class AgentModel:
             out.append(None if tensor is None else tensor.as_numpy())
         return out
 
-    def call_policy(self, image: np.ndarray, history: list[int]) -> tuple[int, str, str | None]:
-        """(action index, action name, policy model version) for ``image`` after ``history``; the
-        version is None for a policy model that does not return one (exported before it did)."""
+    def call_policy(self, image: np.ndarray, history: list[int], version: str | None = None) -> tuple[int, str, str | None]:
+        """(action index, action name, policy model version) for ``image`` after ``history``, from
+        ``version`` of the policy model (None: the latest). The version answered is None for a
+        policy model that does not return one (exported before it did)."""
         pb = self.pb
         action, name, version = self._bls(
             POLICY_MODEL,
@@ -721,6 +728,7 @@ class AgentModel:
             [ACTION, ACTION_NAME, POLICY_VERSION],
             m.ERROR_POLICY_FAILED,
             optional=(POLICY_VERSION,),
+            version=LATEST_VERSION if version is None else int(version),
         )
         return int(action.reshape(-1)[0]), _text(name), None if version is None else _text(version)
 
@@ -742,15 +750,16 @@ class AgentModel:
             if name != STOP:
                 events.increment(m.TOOL_CALLS_TOTAL, tool=name)
 
-        versions: list[str | None] = []
+        pinned: list[str | None] = []  # the version of the episode's first decision
 
         def decide(img: np.ndarray, history: list[int]) -> tuple[int, str]:
-            action, name, version = self.call_policy(img, history)
-            versions.append(version)
+            action, name, version = self.call_policy(img, history, pinned[0] if pinned else None)
+            if not pinned:
+                pinned.append(version)
             return action, name
 
         ep = run_episode(image, decide, self.call_tool, lambda im: self.score(im, image), max_steps, on_step)
-        ep.policy_versions = versions
+        ep.policy_version = pinned[0] if pinned else None
         return ep
 
     def _one(self, request) -> tuple[Any, MetricEvents]:

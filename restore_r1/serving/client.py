@@ -32,6 +32,10 @@ _REASON = re.compile(r"\[([a-z_]+)\]")
 #: ``RemoteError.status`` of a request that never got an answer (the server is down, was killed
 #: mid-request or closed the connection).
 STATUS_UNAVAILABLE = "UNAVAILABLE"
+#: gRPC reconnect backoff (ms). gRPC's own maximum is 120 s, so after a server restart a client
+#: could keep failing fast for half a minute; with these it reconnects within ~2 s.
+GRPC_INITIAL_RECONNECT_BACKOFF_MS = 250
+GRPC_MAX_RECONNECT_BACKOFF_MS = 2000
 
 
 class RemoteError(RestoreR1Error, RuntimeError):
@@ -47,6 +51,23 @@ class RemoteError(RestoreR1Error, RuntimeError):
         super().__init__(message)
         self.reason = reason
         self.status = status
+
+
+def grpc_channel_args(tc) -> list[tuple[str, int]]:
+    """tritonclient's default gRPC channel options (message sizes, keepalive) plus a short
+    reconnect backoff (``tc`` is ``tritonclient.grpc``)."""
+    keepalive = tc.KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", tc.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", tc.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.initial_reconnect_backoff_ms", GRPC_INITIAL_RECONNECT_BACKOFF_MS),
+        ("grpc.min_reconnect_backoff_ms", GRPC_INITIAL_RECONNECT_BACKOFF_MS),
+        ("grpc.max_reconnect_backoff_ms", GRPC_MAX_RECONNECT_BACKOFF_MS),
+    ]
 
 
 @dataclass
@@ -78,7 +99,7 @@ class TritonAgentClient:
         else:
             import tritonclient.grpc as tc
 
-            self._client = tc.InferenceServerClient(self.url)
+            self._client = tc.InferenceServerClient(self.url, channel_args=grpc_channel_args(tc))
         self._tc = tc
 
     def ready(self) -> bool:

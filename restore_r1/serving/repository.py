@@ -39,6 +39,9 @@ CPU_QUEUE_DELAY_US = {"tool": 0, "policy": 0, "agent": 0}
 #: it gets more of them than the models doing the work.
 GPU_INSTANCES = {"tool": 1, "policy": 1, "agent": 4}
 CPU_INSTANCES = {"tool": 1, "policy": 1, "agent": 2}
+#: Policy versions Triton keeps loaded (``version_policy: latest``): an episode that started on the
+#: previous version finishes on it after a new one is loaded (the agent pins an episode's version).
+POLICY_VERSIONS_LOADED = 2
 #: Agent parameters written into both configs.
 AGENT_PARAMETERS = {
     b.PARAM_JUDGE: b.DEFAULT_JUDGE,
@@ -95,6 +98,8 @@ def model_config(name: str, kind: str, gpu: bool, dynamic_batching: bool = True,
         ",\n".join(outputs),
         "]",
     ]
+    if kind == "policy":
+        lines.append(f"version_policy {{ latest {{ num_versions: {POLICY_VERSIONS_LOADED} }} }}")
     if dynamic_batching:
         lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {delay} }}")
     lines.append(f"instance_group [ {{ count: {count} kind: {'KIND_GPU' if gpu else 'KIND_CPU'} }} ]")
