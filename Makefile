@@ -111,7 +111,7 @@ bench: data
 	$(BIN)/python bench/judges_bench.py --out bench/results
 	$(BIN)/python bench/agent_bench.py --out bench/results
 
-# The shipped default policy, reproduced exactly (docs/method.md §8): GRPO against the relative judge on
+# The shipped default policy's recipe (docs/method.md §8: a re-run is not bit-identical): GRPO against the relative judge on
 # one synthetic image per case of each of the corpus's 20 training scenes. About 10 min on 2 cores.
 DEFAULT_POLICY := restore_r1/data/default_policy
 default-policy: data
