@@ -33,14 +33,12 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -51,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from restore_r1.serving import backend as b  # noqa: E402
 from restore_r1.serving.repository import MODEL_VERSION, write_repository  # noqa: E402
-from restore_r1.serving.server import TritonServer  # noqa: E402
+from restore_r1.serving.server import TritonServer, model_counters  # noqa: E402
 from restore_r1.serving.testing import degraded_photos, make_random_policy  # noqa: E402
 
 #: Image sizes (width, height): 256² and ~1 MP.
@@ -66,7 +64,6 @@ MODES = ("in-process", "triton (dynamic batching)", "triton (no batching)")
 #: Relative throughput difference below which dynamic batching is called "no measurable effect"
 #: (cells vary by about this much between runs on a shared 2-core machine).
 NOISE = 0.10
-_COUNTER = re.compile(r'^(nv_inference_(?:request_success|exec_count))\{model="([^"]+)",version="[^"]*"\} ([0-9.e+-]+)$')
 
 
 def label(size: tuple[int, int]) -> str:
@@ -124,13 +121,9 @@ def run_cell(restore_factory, imgs: list[np.ndarray], clients: int) -> tuple[dic
 
 def batch_counters(metrics_url: str) -> dict[str, tuple[float, float]]:
     """model -> (requests, executions) from Triton's /metrics."""
-    out: dict[str, list[float]] = {}
-    for line in urllib.request.urlopen(metrics_url, timeout=5).read().decode().splitlines():
-        found = _COUNTER.match(line)
-        if found:
-            row = out.setdefault(found.group(2), [0.0, 0.0])
-            row[0 if found.group(1) == "nv_inference_request_success" else 1] += float(found.group(3))
-    return {k: (v[0], v[1]) for k, v in out.items()}
+    counters = model_counters(metrics_url)
+    models = {model for _, model in counters}
+    return {m: (counters.get(("nv_inference_request_success", m), 0.0), counters.get(("nv_inference_exec_count", m), 0.0)) for m in models}
 
 
 def mean_batches(before: dict, after: dict) -> dict[str, float | None]:

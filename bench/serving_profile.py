@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
@@ -31,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from restore_r1.serving import backend as b  # noqa: E402
 from restore_r1.serving.repository import MODEL_VERSION, write_repository  # noqa: E402
-from restore_r1.serving.server import TritonServer  # noqa: E402
+from restore_r1.serving.server import TritonServer, model_counters  # noqa: E402
 from restore_r1.serving.testing import degraded_photos  # noqa: E402
 
 #: Environment variable naming the folder the wrapped agent writes its timings to.
@@ -103,28 +101,6 @@ class TritonPythonModel(Base):
         os.replace(self._path + ".tmp", self._path)
         return out
 '''
-#: Triton's per-model duration counters (µs) and the request counter.
-TRITON_COUNTERS = (
-    "nv_inference_request_success",
-    "nv_inference_exec_count",
-    "nv_inference_request_duration_us",
-    "nv_inference_queue_duration_us",
-    "nv_inference_compute_input_duration_us",
-    "nv_inference_compute_infer_duration_us",
-    "nv_inference_compute_output_duration_us",
-)
-_METRIC_LINE = re.compile(r'^(nv_inference_\w+)\{model="([^"]+)",version="[^"]*"\} ([0-9.e+-]+)$')
-
-
-def triton_counters(url: str) -> dict[tuple[str, str], float]:
-    """(counter, model) -> value from Triton's /metrics."""
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
-    out = {}
-    for line in text.splitlines():
-        found = _METRIC_LINE.match(line)
-        if found and found.group(1) in TRITON_COUNTERS:
-            out[(found.group(1), found.group(2))] = float(found.group(3))
-    return out
 
 
 class Timed:
@@ -190,7 +166,7 @@ def profile(imgs: list[np.ndarray], protocol: str, work: Path, dynamic_batching:
                 agent.restore(imgs[0])
         totals.clear()
         agent_before, _ = agent_times(prof)
-        before = triton_counters(server.metrics_url)
+        before = model_counters(server.metrics_url)
         for img in imgs:
             if agent is not None:
                 t0 = time.perf_counter()
@@ -202,7 +178,7 @@ def profile(imgs: list[np.ndarray], protocol: str, work: Path, dynamic_batching:
             served["latency_s"].append(time.perf_counter() - t0)
             served["agent_seconds"].append(result.seconds)
             served["tools"].append(result.tools)
-        after = triton_counters(server.metrics_url)
+        after = model_counters(server.metrics_url)
         agent_after, threads = agent_times(prof)
     local["components_s"] = dict(totals)
     models: dict[str, dict[str, float]] = defaultdict(dict)

@@ -693,3 +693,20 @@ def test_the_grpc_client_keeps_tritonclients_defaults_and_reconnects_quickly():
     args = dict(grpc_channel_args(tc))
     assert args["grpc.max_send_message_length"] == args["grpc.max_receive_message_length"] == tc.MAX_GRPC_MESSAGE_SIZE
     assert args["grpc.max_reconnect_backoff_ms"] == GRPC_MAX_RECONNECT_BACKOFF_MS <= 5000
+
+
+def test_model_counters_reads_per_model_samples_summed_over_versions(tmp_path):
+    from restore_r1.serving.server import model_counters
+
+    page = tmp_path / "metrics"
+    page.write_text(
+        "# HELP nv_inference_exec_count Number of model executions\n"
+        'nv_inference_exec_count{model="restore_r1_policy",version="1"} 3\n'
+        'nv_inference_exec_count{model="restore_r1_policy",version="2"} 4\n'
+        'nv_inference_request_success{model="restore_r1_tool_clahe",version="1"} 9\n'
+        'nv_gpu_utilization{gpu_uuid="x"} 0.5\n'
+    )
+    assert model_counters(page.as_uri()) == {
+        ("nv_inference_exec_count", "restore_r1_policy"): 7.0,
+        ("nv_inference_request_success", "restore_r1_tool_clahe"): 9.0,
+    }

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -87,15 +88,41 @@ def group_pids(pgid: int, proc: str | os.PathLike = "/proc") -> list[int]:
     return sorted(pids)
 
 
+#: A per-model sample of Triton's ``nv_inference_*`` families on ``/metrics``.
+_MODEL_SAMPLE = re.compile(r'^(nv_inference_\w+)\{model="([^"]+)",version="[^"]*"\} ([0-9.e+-]+)$')
+
+
+def model_counters(metrics_url: str, timeout: float = 5.0) -> dict[tuple[str, str], float]:
+    """``(family, model) -> value`` of every per-model ``nv_inference_*`` sample on Triton's
+    ``/metrics`` (request and execution counts, queue and compute durations in µs), summed over
+    the model's loaded versions."""
+    with urllib.request.urlopen(metrics_url, timeout=timeout) as resp:
+        text = resp.read().decode()
+    out: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        found = _MODEL_SAMPLE.match(line)
+        if found:
+            key = (found.group(1), found.group(2))
+            out[key] = out.get(key, 0.0) + float(found.group(3))
+    return out
+
+
+def _proc_files(pids: list[int], name: str, proc: str | os.PathLike) -> list[str]:
+    """The text of ``/proc/<pid>/<name>`` for each of ``pids`` still running."""
+    out = []
+    for pid in pids:
+        try:
+            out.append((Path(proc) / str(pid) / name).read_text())
+        except OSError:
+            continue
+    return out
+
+
 def rss_bytes(pids: list[int], proc: str | os.PathLike = "/proc") -> int:
     """Sum of ``VmRSS`` over ``pids`` (processes that are gone count 0), bytes. Shared memory
     mapped by several of them counts once per process."""
     total = 0
-    for pid in pids:
-        try:
-            status = (Path(proc) / str(pid) / "status").read_text()
-        except OSError:
-            continue
+    for status in _proc_files(pids, "status", proc):
         for line in status.splitlines():
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1]) * 1024
@@ -110,11 +137,7 @@ SHM_PREFIX = "triton_python_backend_shm_region_"
 def shm_regions(pids: list[int], proc: str | os.PathLike = "/proc") -> set[str]:
     """Names of the python-backend shared-memory regions (files in :data:`SHM_DIR`) mapped by ``pids``."""
     names = set()
-    for pid in pids:
-        try:
-            maps = (Path(proc) / str(pid) / "maps").read_text()
-        except OSError:
-            continue
+    for maps in _proc_files(pids, "maps", proc):
         for line in maps.splitlines():
             path = line.split(maxsplit=5)[5] if len(line.split(maxsplit=5)) == 6 else ""
             if path.startswith(f"{SHM_DIR}/{SHM_PREFIX}"):
