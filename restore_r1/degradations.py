@@ -725,11 +725,17 @@ def apply_chain(names: Sequence[str], img: np.ndarray, rng: np.random.Generator,
     return out, steps
 
 
+#: The chain of no degradation (``--degradations none``): clean pairs, input = target, which show
+#: a policy that the right answer is to STOP.
+NO_DEGRADATION = "none"
+
+
 def parse_degradations(text: str) -> tuple[str, ...]:
     """Parses an ordered comma list of degradation names such as ``"noise,jpeg"``.
 
     Returns:
-        The names in the given order (repeats kept: ``"noise,noise"`` degrades twice).
+        The names in the given order (repeats kept: ``"noise,noise"`` degrades twice);
+        ``()`` for :data:`NO_DEGRADATION` alone.
 
     Raises:
         ValueError: empty text or an empty item.
@@ -739,6 +745,10 @@ def parse_degradations(text: str) -> tuple[str, ...]:
     if text is None or not str(text).strip():
         raise ValueError(f"empty degradation list; give names such as 'noise,jpeg' from {known}")
     names = tuple(item.strip() for item in str(text).split(","))
+    if names == (NO_DEGRADATION,):
+        return ()
+    if NO_DEGRADATION in names:
+        raise ValueError(f"{NO_DEGRADATION!r} stands alone (clean pairs); it cannot be chained with {text!r}")
     if "" in names:
         raise ValueError(f"empty item in degradation list {text!r}; separate names by single commas")
     for name in names:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from restore_r1.cleanimages import load_clean, split_names
-from restore_r1.degradations import CASES, DEGRADATIONS, apply_chain, get_case, parse_cases, parse_degradations
+from restore_r1.degradations import CASES, DEGRADATIONS, NO_DEGRADATION, apply_chain, get_case, parse_cases, parse_degradations
 from restore_r1.depth import find_depth, load_depth
 from restore_r1.errors import ImageError
 from restore_r1.images import IMAGE_SUFFIXES, MIN_SIDE, list_images, read_image, write_image
@@ -89,8 +89,9 @@ CHAIN_SEED_TAG = 0x49414843
 
 
 def chain_name(chain: Sequence[str]) -> str:
-    """A chain as text, e.g. ``"noise+jpeg"`` (the form of a case's ``name``)."""
-    return "+".join(chain)
+    """A chain as text, e.g. ``"noise+jpeg"`` (the form of a case's ``name``); ``"none"`` for
+    the empty chain (clean pairs)."""
+    return "+".join(chain) if chain else NO_DEGRADATION
 
 
 def pair_id(stem: str, case: Recipe, index: int) -> str:
@@ -373,7 +374,7 @@ def _recipes(cases: Sequence[int] | str | None, chains: Sequence[Sequence[str] |
         case_numbers = parse_cases(cases)
     else:
         case_numbers = sorted({get_case(c).number for c in cases})
-    parsed = [parse_degradations(c) if isinstance(c, str) else parse_degradations(",".join(c)) for c in chains or ()]
+    parsed = [parse_degradations(c if isinstance(c, str) else ",".join(c) or NO_DEGRADATION) for c in chains or ()]
     recipes: list[Recipe] = [*case_numbers, *dict.fromkeys(parsed)]
     if not recipes:
         raise ValueError("no cases or degradation chains given")
@@ -396,7 +397,10 @@ def _make_pair(
     box = crop_box(img.shape, crop, crop_rng) if crop is not None else None
     gt = _apply_box(img, box)
     names = _recipe_degradations(case)
-    lq, steps = apply_chain(names, gt, degrade_rng, depth=_apply_box(depth, box) if depth is not None else None)
+    if names:
+        lq, steps = apply_chain(names, gt, degrade_rng, depth=_apply_box(depth, box) if depth is not None else None)
+    else:  # the "none" chain: a clean pair
+        lq, steps = gt.copy(), []
     lq_rel, gt_rel = f"{LQ_DIR}/{ident}.png", f"{GT_DIR}/{ident}.png"
     write_image(out / gt_rel, gt)
     write_image(out / lq_rel, lq)

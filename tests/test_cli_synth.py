@@ -101,3 +101,11 @@ def test_synth_bad_arguments_exit_2(tmp_path, capsys, extra, message):
 def test_synth_rejects_bad_numbers(tmp_path):
     with pytest.raises(SystemExit):
         cli.main(["synth", "--out", str(tmp_path / "out"), "--per-case", "0"])
+
+
+def test_synth_none_makes_clean_pairs(tmp_path, images_dir, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["synth", "--images", str(images_dir), "--degradations", "none", "--crop", "48", "--out", str(out), "--no-progress"]) == 0
+    lq = sorted((out / "lq").iterdir())
+    assert lq and all(p.read_bytes() == (out / "gt" / p.name).read_bytes() for p in lq)
+    assert "chain none" in capsys.readouterr().out

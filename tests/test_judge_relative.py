@@ -186,3 +186,26 @@ def test_rollout_rewards_with_a_relative_judge_are_gains_over_the_start(scene):
     assert all(np.array_equal(r, start) for r in judge.references)
     np.testing.assert_allclose(traj.rewards, np.diff(traj.scores), atol=1e-9)  # tool_cost 0: r_t = Q(I_t+1 | I_0) - Q(I_t | I_0)
     assert traj.scores[-1] == pytest.approx(float(traj.final_image.mean()) - float(start.mean()))
+
+
+def _at_offset(x: np.ndarray, offset: int) -> np.ndarray:
+    """A copy of ``x`` whose data starts ``offset`` bytes into a fresh buffer."""
+    buf = np.empty(x.nbytes + 64, np.uint8)
+    view = np.frombuffer(buf.data, dtype=np.uint8, count=x.nbytes, offset=offset).view(x.dtype).reshape(x.shape)
+    view[...] = x
+    return view
+
+
+def test_change_features_do_not_depend_on_memory_alignment(scene):
+    # cv2.magnitude rounded some elements differently at 4-byte vs 8-byte alignment, which made
+    # two identical GRPO runs drift apart; the gradient and the features must be bit-identical.
+    from restore_r1.judges.relative import _gradient
+
+    y = np.random.default_rng(0).random((96, 96), dtype=np.float32)
+    ref = _gradient(y)
+    for offset in (4, 8, 12, 20):
+        assert np.array_equal(_gradient(_at_offset(y, offset)), ref), offset
+    out = cv2.GaussianBlur(scene, (5, 5), 1.2)
+    first = relative_features_one(scene, out)
+    for offset in (1, 3, 4, 8):
+        assert np.array_equal(relative_features_one(_at_offset(scene, offset), _at_offset(out, offset)), first), offset

@@ -273,3 +273,15 @@ def test_pair_seed_sequence_is_stable():
     assert np.array_equal(a, synth.pair_seed_sequence(0, "cat.png", 1, 0).generate_state(2))
     assert not np.array_equal(a, synth.pair_seed_sequence(0, "cat.png", 1, 1).generate_state(2))
     assert not np.array_equal(a, synth.pair_seed_sequence(0, "cat.jpg", 1, 0).generate_state(2))
+
+
+def test_the_none_chain_makes_clean_pairs(tmp_path, images_dir):
+    out = tmp_path / "out"
+    synth.build_dataset(out, images_dir, chains=["none"], seed=0, crop=64, progress=False)
+    records = {r["id"]: r for r in synth.read_manifest(out)}
+    assert sorted(records) == ["cat_none_000", "rocket_none_000"]
+    for ident, r in records.items():
+        assert r["degradations"] == [] and r["params"] == [] and r["case_name"] == "none"
+        assert (out / r["lq"]).read_bytes() == (out / r["gt"]).read_bytes()
+    with pytest.raises(ValueError, match="stands alone"):
+        synth.build_dataset(tmp_path / "bad", images_dir, chains=["none,noise"], progress=False)

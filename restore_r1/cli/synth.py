@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--degradations",
         action="append",
         metavar="LIST",
-        help=f"an ordered comma list of degradations applied in that order, e.g. noise,jpeg; from {', '.join(DEGRADATION_TYPES)}; repeat for several chains",
+        help=f"an ordered comma list of degradations applied in that order, e.g. noise,jpeg; from {', '.join(DEGRADATION_TYPES)}; 'none' makes clean pairs (input = target); repeat for several chains",
     )
     parser.add_argument("--per-case", type=positive_int, default=1, metavar="N", help="pairs per image and case or chain (default: 1)")
     parser.add_argument("--seed", type=non_negative_int, default=0, metavar="S", help="global seed (default: 0)")

@@ -108,7 +108,11 @@ def _ssim(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _gradient(y: np.ndarray) -> np.ndarray:
-    return cv2.magnitude(cv2.Sobel(y, cv2.CV_32F, 1, 0), cv2.Sobel(y, cv2.CV_32F, 0, 1))
+    # Not cv2.magnitude: its SIMD path rounds a few elements differently depending on the buffers'
+    # 8-byte alignment, so the same image scored twice could differ in the last bit and a GRPO run
+    # could not reproduce itself (docs/method.md §8). NumPy's elementwise ops are correctly rounded.
+    gx, gy = cv2.Sobel(y, cv2.CV_32F, 1, 0), cv2.Sobel(y, cv2.CV_32F, 0, 1)
+    return np.sqrt(gx * gx + gy * gy)
 
 
 def relative_features_one(reference: np.ndarray, image: np.ndarray) -> np.ndarray:
