@@ -25,7 +25,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from clean_photos import clean_photo_check, summary_cells
 
+from restore_r1.cleanimages import load_clean, split_names
 from restore_r1.degradations import parse_cases
 from restore_r1.evaluate import EvalConfig, evaluate
 from restore_r1.images import atomic_write_bytes
@@ -137,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = check_targets(results)
     agreement = judge_agreement(config, Path(args.work))
     train = training_time()
+    clean = clean_photo_check(args.policy, [(n, load_clean(n)) for n in split_names("heldout")], per_photo=4, size=config.crop, seed=args.seed)
     report = {
         "command": "python bench/agent_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -146,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "oracle_gain_share": results.get("oracle_gain_share"),
         "training": train,
         "judge_agreement": agreement,
+        "clean_photos": clean,
         "results": results,
     }
     out = Path(args.out)
@@ -183,6 +187,16 @@ def main(argv: list[str] | None = None) -> int:
     md += [
         f"Judge agreement on the policy's own held-out steps: of {agreement['judge_up']} steps the judge scored as gains, "
         f"{agreement['judge_up_and_psnr_up']} raised PSNR ({100 * agreement['share']:.0f} %); {agreement['steps']} steps in all.",
+        "",
+    ]
+    md += [
+        "## Clean photos (nothing to restore: the right answer is STOP)",
+        "",
+        f"{clean['crops']} clean {config.crop}-px crops of the held-out photos (`bench/clean_photos.py`).",
+        "",
+        "| tool calls | left untouched | SSIM to the photo | worst PSNR (dB) |",
+        "|---|---|---|---|",
+        f"| {summary_cells(clean)} |",
         "",
     ]
     if train:

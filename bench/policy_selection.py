@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from clean_photos import clean_photo_check, summary_cells
+
 from restore_r1.corpus import corpus_split_dir
 from restore_r1.evaluate import EvalConfig, evaluate
 from restore_r1.images import atomic_write_bytes
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(args.work) / name
         evaluate(config, work, progress=False)
         rows[name] = {"policy": policy, **summarise(work)}
+        rows[name]["clean"] = clean_photo_check(policy, sorted(corpus_split_dir("val").iterdir()), per_photo=3, seed=args.seed)
     report = {
         "command": "python bench/policy_selection.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -85,6 +88,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(r['cases_below_input'])} ({', '.join(map(str, r['cases_below_input'])) or '-'}) | {r['tool_calls']:.2f} |"
             for n, r in rows.items()
         ),
+        "",
+        "## Clean photos (nothing to restore: the right answer is STOP)",
+        "",
+        "Three clean 256-px crops per validation scene (`bench/clean_photos.py`).",
+        "",
+        "| candidate | tool calls | left untouched | SSIM to the photo | worst PSNR (dB) |",
+        "|---|---|---|---|---|",
+        *(f"| {n} | {summary_cells(r['clean'])} |" for n, r in rows.items()),
         "",
     ]
     atomic_write_bytes(out / "policy_selection.md", "\n".join(md).encode())

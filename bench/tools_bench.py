@@ -3,7 +3,9 @@
 For every available tool and every degradation type (docs/method.md §2, drawn by
 ``restore_r1.degradations.apply_degradation``), PSNR/SSIM (skimage.metrics) of the degraded and
 of the restored image against the clean one, averaged over the photos and draws; plus seconds per
-image on one thread. Writes ``tools.json`` and ``tools.md`` to ``--out``.
+image on one thread. With ``--speed-mp`` (default 1 and 12), also seconds per megapixel of every
+tool on a noisy photo of that many megapixels (one call each, ``--threads`` threads). Writes
+``tools.json`` and ``tools.md`` to ``--out``; the DnCNN study stays in ``dncnn.md``.
 
     .venv/bin/python bench/tools_bench.py --out bench/results --size 512 --n 2
 """
@@ -89,6 +91,31 @@ def run(size: int, n: int, seed: int) -> dict:
     return {"baseline": {d: {"psnr": v[0], "ssim": v[1]} for d, v in baseline.items()}, "tools": tools}
 
 
+#: Megapixel sizes of the speed table and their shapes (4:3, as a camera writes them).
+SPEED_SHAPES = {1: (864, 1152), 12: (3000, 4000)}
+
+
+def speed(mps: list[int], seed: int) -> dict[str, dict[str, float]]:
+    """Seconds per megapixel of every available tool at each size in ``mps`` (one call each on
+    astronaut resized to that size with σ-15 noise); ``{tool: {"1": s_per_mp, ...}}``."""
+    rng = np.random.default_rng(seed)
+    base = skimage.data.astronaut()
+    images = {}
+    for mp in mps:
+        h, w = SPEED_SHAPES.get(mp, (round((mp * 1e6 * 3 / 4) ** 0.5), round((mp * 1e6 * 4 / 3) ** 0.5)))
+        img = cv2.resize(base, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+        images[mp] = np.clip(img + rng.normal(0, 15, img.shape), 0, 255).astype(np.uint8)
+    out: dict[str, dict[str, float]] = {}
+    for tool in list_tools(available_only=True):
+        out[tool.name] = {}
+        for mp, img in images.items():
+            t0 = time.perf_counter()
+            tool(img)
+            out[tool.name][str(mp)] = (time.perf_counter() - t0) / (img.shape[0] * img.shape[1] / 1e6)
+        print(f"speed {tool.name}: " + ", ".join(f"{mp} MP {v:.2f} s/MP" for mp, v in out[tool.name].items()), file=sys.stderr, flush=True)
+    return out
+
+
 def machine() -> dict:
     return {
         "python": platform.python_version(),
@@ -143,6 +170,22 @@ def to_markdown(report: dict) -> str:
     lines.append("|---|" + "---|" * len(DEGRADATION_TYPES))
     for t in report["results"]["tools"]:
         lines.append(f"| {t['name']} | " + " | ".join(f"{t['effects'][d]['dssim']:+.3f}" for d in DEGRADATION_TYPES) + " |")
+    if report.get("speed"):
+        mps = list(next(iter(report["speed"].values())))
+        lines += [
+            "",
+            f"## Seconds per megapixel ({report['machine']['threads']} OpenCV / torch thread(s), one call per size)",
+            "",
+            "On astronaut resized to each size with σ-15 Gaussian noise (content changes little for these tools). "
+            + ", ".join(f"{mp} MP = {SPEED_SHAPES[int(mp)][1]}×{SPEED_SHAPES[int(mp)][0]}" for mp in mps if int(mp) in SPEED_SHAPES)
+            + ".",
+            "",
+            "| tool | " + " | ".join(f"s / MP at {mp} MP" for mp in mps) + f" | s for a {mps[-1]} MP photo |",
+            "|---|" + "---|" * (len(mps) + 1),
+        ]
+        for name, row in sorted(report["speed"].items(), key=lambda kv: -kv[1][mps[-1]]):
+            lines.append(f"| {name} | " + " | ".join(f"{row[mp]:.3f}" for mp in mps) + f" | {row[mps[-1]] * float(mps[-1]):.1f} |")
+    lines += ["", "The DnCNN denoisers' study (models, colour handling, σ scale) is in [dncnn.md](dncnn.md)."]
     return "\n".join(lines) + "\n"
 
 
@@ -153,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=2, help="draws of each degradation per photo")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="OpenCV/torch threads (timings are per thread count)")
+    parser.add_argument("--speed-mp", default="1,12", help="megapixel sizes of the speed table, comma list ('' skips it)")
     args = parser.parse_args(argv)
     cv2.setNumThreads(args.threads)
     try:
@@ -162,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     results = run(args.size, args.n, args.seed)
+    mps = [int(x) for x in args.speed_mp.split(",") if x.strip()]
+    speeds = speed(mps, args.seed) if mps else None
     report = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -171,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         "n": args.n,
         "seed": args.seed,
         "results": results,
+        "speed": speeds,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "tools.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -119,3 +119,20 @@ def test_help_documents_the_output_rule(capsys):
         cli.main(["restore", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "image suffix" in text and "--overwrite" in text and "several images is an error" in text
+
+
+def test_the_report_says_where_the_time_went(inputs, tmp_path, capsys):
+    from restore_r1.agent.inference import Agent
+    from restore_r1.cli.restore import time_breakdown
+
+    a, _ = inputs
+    result = Agent.load(None).restore(read_image(a), progress=True)
+    tools = [k for k in result.timings if k.startswith("tool:")]
+    assert [k.removeprefix("tool:") for k in tools] == sorted(set(result.tools), key=result.tools.index)
+    assert {"encoder", "policy", "judge"} <= set(result.timings)
+    assert 0 < sum(result.timings.values()) <= result.seconds
+    assert "restore" in capsys.readouterr().err  # the progress bar, on stderr
+    text = time_breakdown({"tool:nlm_denoise": 3.1, "judge": 0.4, "policy": 0.001})
+    assert text == "nlm_denoise 3.10 s, judge 0.40 s"
+    code, records, _ = _restore(capsys, a, "-o", tmp_path / "out.png")
+    assert code == 0 and set(records[0]["timings"]) == {"judge"}  # no step: only the input's score

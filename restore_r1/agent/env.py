@@ -9,6 +9,7 @@ are run in lockstep so that the encoder and the judge see one batch per step acr
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -228,6 +229,8 @@ def rollout_many(
     tool_cost: float = 0.0,
     caches: EnvCaches | None = None,
     max_steps: int | None = None,
+    timings: dict[str, float] | None = None,
+    on_step: Callable[[str], None] | None = None,
 ) -> list[Trajectory]:
     """Runs one episode per start image, in lockstep (one encoder and one judge batch per step).
 
@@ -248,6 +251,10 @@ def rollout_many(
         caches: shared caches; a fresh set when None.
         max_steps: stop after this many tool calls (at most the policy's ``max_steps``); with
             greedy actions this equals the first ``max_steps`` calls of an uncapped episode.
+        timings: when given, seconds are added to it under ``"encoder"``, ``"policy"``,
+            ``"judge"`` and ``"tool:NAME"`` (where an episode's time goes).
+        on_step: called with the action's name (a tool or ``"STOP"``) after each decision of
+            the first episode (a progress bar).
 
     Returns:
         one :class:`Trajectory` per start image, in order.
@@ -267,15 +274,18 @@ def rollout_many(
     log_probs: list[list[float]] = [[] for _ in range(n)]
     feats: list[list[np.ndarray]] = [[] for _ in range(n)]
     starts, start_digests = list(current), list(digests)
-    scores: list[list[float]] = [[s] for s in caches.scores.get_many(list(zip(starts, current)), [score_key(judge, d, d) for d in start_digests])]
+    clock = _Clock(timings)
+    with clock("judge"):
+        scores: list[list[float]] = [[s] for s in caches.scores.get_many(list(zip(starts, current)), [score_key(judge, d, d) for d in start_digests])]
     active = list(range(n))
     while active:
         # The decision at step max_steps can only be STOP (log-prob 0): end without asking.
         active = [i for i in active if len(actions[i]) < limit]
         if not active:
             break
-        batch_feats = caches.features.get_many([current[i] for i in active], [digests[i] for i in active])
-        with torch.no_grad():
+        with clock("encoder"):
+            batch_feats = caches.features.get_many([current[i] for i in active], [digests[i] for i in active])
+        with torch.no_grad(), clock("policy"):
             chosen, logp = policy.act(np.stack(batch_feats), [actions[i] for i in active], greedy=greedy, generator=generator)
         moved = []
         for j, i in enumerate(active):
@@ -287,10 +297,14 @@ def rollout_many(
                 scores[i].append(scores[i][-1])
             else:
                 name = cfg.tool_names[a]
-                current[i], digests[i] = caches.tools.apply(name, tools[name], current[i], digests[i])
+                with clock(f"tool:{name}"):
+                    current[i], digests[i] = caches.tools.apply(name, tools[name], current[i], digests[i])
                 moved.append(i)
+            if on_step is not None and i == 0:
+                on_step(cfg.action_name(a))
         if moved:
-            new_scores = caches.scores.get_many([(starts[i], current[i]) for i in moved], [score_key(judge, start_digests[i], digests[i]) for i in moved])
+            with clock("judge"):
+                new_scores = caches.scores.get_many([(starts[i], current[i]) for i in moved], [score_key(judge, start_digests[i], digests[i]) for i in moved])
             for i, s in zip(moved, new_scores):
                 scores[i].append(s)
         active = [i for i in active if actions[i][-1] != cfg.stop_action]
@@ -312,6 +326,24 @@ def rollout_many(
     return out
 
 
+class _Clock:
+    """``with clock(key):`` adds the block's seconds to ``timings[key]`` (nothing when None)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings, self.key, self.t0 = timings, "", 0.0
+
+    def __call__(self, key: str) -> _Clock:
+        self.key = key
+        return self
+
+    def __enter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc) -> None:
+        if self.timings is not None:
+            self.timings[self.key] = self.timings.get(self.key, 0.0) + time.perf_counter() - self.t0
+
+
 def rollout(
     policy: Policy,
     encoder,
@@ -323,6 +355,8 @@ def rollout(
     tool_cost: float = 0.0,
     caches: EnvCaches | None = None,
     max_steps: int | None = None,
+    timings: dict[str, float] | None = None,
+    on_step: Callable[[str], None] | None = None,
 ) -> Trajectory:
     """One episode from ``image`` (uint8 RGB H×W×3); see :func:`rollout_many`."""
-    return rollout_many(policy, encoder, [image], tools, judge, greedy, generator, tool_cost, caches, max_steps)[0]
+    return rollout_many(policy, encoder, [image], tools, judge, greedy, generator, tool_cost, caches, max_steps, timings, on_step)[0]

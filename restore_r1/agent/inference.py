@@ -90,6 +90,8 @@ class RestoreResult:
             :class:`restore_r1.serving.backend.StepFailure`); None otherwise.
         policy_version: the served policy model version that made the last decision (the
             Triton model version, e.g. ``"2"``); None in-process.
+        timings: where ``seconds`` went, in-process: ``encoder``, ``policy``, ``judge`` and
+            ``tool:NAME`` seconds (see :func:`restore_r1.agent.env.rollout_many`); empty when served.
     """
 
     image: np.ndarray
@@ -99,6 +101,7 @@ class RestoreResult:
     partial: bool = False
     failed: dict[str, Any] | None = None
     policy_version: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -137,12 +140,23 @@ class Agent:
         judge_obj = create_judge(judge) if isinstance(judge, str) else judge
         return cls(policy=pol, encoder=encoder, judge=judge_obj, tools=tools, policy_dir=folder, max_steps=max_steps)
 
-    def restore(self, img: np.ndarray) -> RestoreResult:
-        """Runs one deterministic (argmax) episode on a uint8 RGB H×W×3 image."""
+    def restore(self, img: np.ndarray, progress: bool = False, desc: str = "restore") -> RestoreResult:
+        """Runs one deterministic (argmax) episode on a uint8 RGB H×W×3 image; ``progress`` shows
+        a bar of its steps (on stderr, named ``desc``)."""
+        from tqdm.auto import tqdm
+
         from restore_r1.agent.env import rollout
 
-        start = time.perf_counter()
-        traj = rollout(self.policy, self.encoder, img, self.tools, self.judge, greedy=True, max_steps=self.max_steps)
-        seconds = time.perf_counter() - start
+        timings: dict[str, float] = {}
+        limit = self.policy.config.max_steps if self.max_steps is None else self.max_steps
+        with tqdm(total=limit, desc=desc, unit="step", disable=not progress, leave=False) as bar:
+
+            def step(name: str) -> None:
+                bar.set_postfix_str(name)
+                bar.update(1)
+
+            start = time.perf_counter()
+            traj = rollout(self.policy, self.encoder, img, self.tools, self.judge, greedy=True, max_steps=self.max_steps, timings=timings, on_step=step)
+            seconds = time.perf_counter() - start
         scores = [float(s) for s in traj.scores[: traj.steps + 1]]
-        return RestoreResult(image=traj.final_image, tools=traj.tools_called, scores=scores, seconds=seconds)
+        return RestoreResult(image=traj.final_image, tools=traj.tools_called, scores=scores, seconds=seconds, timings=timings)
