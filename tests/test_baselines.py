@@ -64,7 +64,13 @@ def test_fixed_sequence_follows_the_documented_order():
     assert fixed_sequence(types, {"dark": "gamma"}) == ["dejpeg", "nlm", "gamma", "dcp"]
     with pytest.raises(KeyError, match="not available"):
         fixed_sequence(types, {"rain": "nope"})
-    assert FIXED_ORDER[0] == "jpeg" and FIXED_ORDER[-1] == "rain"
+    # every degradation type exactly once, and each has an available tool to undo it
+    from restore_r1 import DEGRADATION_TYPES
+    from restore_r1.tools import list_tools
+
+    assert sorted(FIXED_ORDER) == sorted(DEGRADATION_TYPES) and len(set(FIXED_ORDER)) == len(FIXED_ORDER)
+    available = {t.degradation for t in list_tools(available_only=True)}
+    assert set(FIXED_ORDER) <= available, set(FIXED_ORDER) - available
     res = run_fixed(DEGRADED, tools=TOOLS, sequence=["up20", "down5"])
     assert res.tool_calls == 2 and int(res.image[0, 0, 0]) == 85
 

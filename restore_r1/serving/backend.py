@@ -97,7 +97,9 @@ PARAM_JUDGE = "judge"
 PARAM_TOOL_TIMEOUT = "tool_timeout_s"
 PARAM_MAX_PIXELS = "max_pixels"
 PARAM_WORKERS = "workers"
-DEFAULT_JUDGE = "default"
+#: The served judge unless the config names one: the judges' "default" alias, which
+#: restore_r1.judges resolves to its DEFAULT_JUDGE (one name for one thing).
+SERVED_JUDGE = "default"
 #: Seconds one tool (or policy) call may take before the request fails with ``tool_timeout``.
 DEFAULT_TOOL_TIMEOUT_S = 60.0
 #: Largest image the agent accepts (16 MP); larger ones get INVALID_ARG.
@@ -657,7 +659,7 @@ class AgentModel:
         config = _parse_config(args)
         check_pixel_versions(config, self.pb)
         keep_freed_memory()
-        self.judge_name = config_parameter(config, PARAM_JUDGE, DEFAULT_JUDGE)
+        self.judge_name = config_parameter(config, PARAM_JUDGE, SERVED_JUDGE)
         self.tool_timeout_s = float(config_parameter(config, PARAM_TOOL_TIMEOUT, str(DEFAULT_TOOL_TIMEOUT_S)))
         self.max_pixels = int(config_parameter(config, PARAM_MAX_PIXELS, str(DEFAULT_MAX_PIXELS)))
         workers = int(config_parameter(config, PARAM_WORKERS, str(DEFAULT_WORKERS)))

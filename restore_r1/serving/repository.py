@@ -44,7 +44,7 @@ CPU_INSTANCES = {"tool": 1, "policy": 1, "agent": 2}
 POLICY_VERSIONS_LOADED = 2
 #: Agent parameters written into both configs.
 AGENT_PARAMETERS = {
-    b.PARAM_JUDGE: b.DEFAULT_JUDGE,
+    b.PARAM_JUDGE: b.SERVED_JUDGE,
     b.PARAM_TOOL_TIMEOUT: f"{b.DEFAULT_TOOL_TIMEOUT_S:g}",
     b.PARAM_MAX_PIXELS: str(b.DEFAULT_MAX_PIXELS),
     b.PARAM_WORKERS: str(b.DEFAULT_WORKERS),
