@@ -58,7 +58,8 @@ RELATIVE_MODEL := restore_r1/data/judges/relative.json
 judge: data
 	$(BIN)/python -m restore_r1.judges.fit --train $(CORPUS)/train --val $(CORPUS)/val --out $(JUDGE_MODEL) --relative-out $(RELATIVE_MODEL) --report bench/results/judge_fit.json --cache .cache/judge_fit
 
-# promtool (alert rule tests) from Debian's prometheus package, unpacked into an ignored folder.
+# promtool (alert rule tests) from Debian's prometheus package, unpacked into an ignored folder; the
+# same package's prometheus server (.cache/promtool/usr/bin/prometheus) runs tests/test_prometheus_live.py.
 PROMTOOL := .cache/promtool/usr/bin/promtool
 promtool: $(PROMTOOL)
 $(PROMTOOL):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from restore_r1.deploy import chart, dashboard, grafana_schema, live, promql
+from restore_r1.deploy import chart, dashboard, grafana_schema, live, prometheus, promql
 
 DASHBOARD_FILE = chart.CHART_DIR / "dashboards" / "restore-r1.json"
 SCRAPE_TIMEOUT_S = 10
@@ -185,3 +185,11 @@ def test_schema_check_without_packages_says_how_to_install(monkeypatch, tmp_path
     monkeypatch.setenv(grafana_schema.CACHE_ENV, str(tmp_path))
     with pytest.raises(grafana_schema.SchemaCheckError, match="run `make grafana-schema`"):
         grafana_schema.typecheck({}, tmp_path / "work")
+
+
+def test_grafana_variables_are_replaced_or_refused():
+    assert prometheus.alternation(["a.b", "c"]) == r"(a\.b|c)"
+    expr = 'rate(x{job=~"$job", model=~"${model}"}[$__rate_interval])'
+    assert prometheus.grafana_query(expr, {"job": "(j)", "model": "(m)"}, "1m") == 'rate(x{job=~"(j)", model=~"(m)"}[1m])'
+    with pytest.raises(ValueError, match=r"unknown Grafana variable \$model in"):
+        prometheus.grafana_query(expr, {"job": "(j)"}, "1m")
