@@ -27,6 +27,7 @@ import pytest
 from restore_r1.deploy import chart, prometheus, promql
 from restore_r1.serving import backend as b
 from restore_r1.serving import metrics as m
+from restore_r1.serving import smoke
 from restore_r1.serving.repository import MODEL_VERSION, write_repository
 from restore_r1.serving.server import DEFAULT_VENV, VENV_ENV, TritonServer
 from restore_r1.serving.testing import FAILING_MODEL, RAISING_MODEL, make_random_policy, swapped_model
@@ -106,6 +107,9 @@ def test_rules_load_scrape_alert_and_every_dashboard_expression_has_data(stack):
     assert set(prom.rule_health()) == set(promql.rule_expressions(rules)) >= {"RestoreR1InferenceFailures", "RestoreR1GpuMemoryNearLimit"}
     prom.wait_for("Triton's metrics port scraped", lambda: any(prom.targets_up().values()), SCRAPE_WAIT_S)
     assert prom.query(f'up{{job="{job}"}}')[0]["value"][1] == "1"
+
+    # The `helm test` pod's check: readiness and one complete restore.
+    assert smoke.check(triton.http_url).image.shape == smoke.smoke_image().shape
 
     # Healthy traffic: full plans, and one request the agent rejects.
     client = TritonAgentClient(triton.http_url)
