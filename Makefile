@@ -19,7 +19,7 @@ V1_TRAIN_ARGS ?= --judge calibrated --tools $(DEFAULT_TOOLS) --steps 100 --group
 CORPUS_TOOLS := clahe,gamma_correction,constant_shift,nlm_denoise,dncnn6_denoise,jpeg_dct_deblock,jpeg_guided_deblock,dcp_dehaze,cap_dehaze,wiener_motion_deblur,rl_motion_deblur,wiener_defocus_deblur,rain_opening,rain_median
 CORPUS_TRAIN_ARGS ?= --judge ranker --tools $(CORPUS_TOOLS) --steps 60 --group 8 --batch-images 4 --lr 2e-3 --entropy-coef 0.02 --tool-cost 0.05 --seed 0
 
-.PHONY: lint data judge default-policy policy-v1 policy-corpus venv demo test test-fast bench clean help promtool triton-venv serve serving-bench
+.PHONY: lint data judge default-policy policy-v1 policy-corpus venv demo test test-fast bench clean help promtool grafana-schema triton-venv serve serving-bench
 
 help:
 	@echo "make demo   - create the environment if missing, then run the demo"
@@ -58,7 +58,8 @@ RELATIVE_MODEL := restore_r1/data/judges/relative.json
 judge: data
 	$(BIN)/python -m restore_r1.judges.fit --train $(CORPUS)/train --val $(CORPUS)/val --out $(JUDGE_MODEL) --relative-out $(RELATIVE_MODEL) --report bench/results/judge_fit.json --cache .cache/judge_fit
 
-# promtool (alert rule tests) from Debian's prometheus package, unpacked into an ignored folder.
+# promtool (alert rule tests) from Debian's prometheus package, unpacked into an ignored folder; the
+# same package's prometheus server (.cache/promtool/usr/bin/prometheus) runs tests/test_prometheus_live.py.
 PROMTOOL := .cache/promtool/usr/bin/promtool
 promtool: $(PROMTOOL)
 $(PROMTOOL):
@@ -67,6 +68,19 @@ $(PROMTOOL):
 	dpkg -x .cache/promtool/deb/prometheus_*.deb .cache/promtool
 	rm -rf .cache/promtool/deb
 	$@ --version | head -1
+
+# The Grafana schema check (restore_r1/deploy/grafana_schema.py): @grafana/schema and typescript at
+# the versions of tools/grafana-schema/package-lock.json, installed by npm ci into an ignored folder.
+# Re-installed only when the pin changes. Needs the machine's Node.js and npm and the npm registry.
+GRAFANA_SCHEMA_DIR := .cache/grafana-schema
+GRAFANA_SCHEMA := $(GRAFANA_SCHEMA_DIR)/.installed
+grafana-schema: $(GRAFANA_SCHEMA)
+$(GRAFANA_SCHEMA): tools/grafana-schema/package.json tools/grafana-schema/package-lock.json
+	@command -v npm >/dev/null && command -v node >/dev/null || { echo "make: the Grafana schema check needs Node.js and npm (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+	rm -rf $(GRAFANA_SCHEMA_DIR) && mkdir -p $(GRAFANA_SCHEMA_DIR)
+	cp tools/grafana-schema/package.json tools/grafana-schema/package-lock.json $(GRAFANA_SCHEMA_DIR)/
+	cd $(GRAFANA_SCHEMA_DIR) && npm ci --no-audit --no-fund --loglevel=error >npm-ci.log 2>&1 || { echo "make: npm ci of tools/grafana-schema failed: $$(grep -m1 'npm error' npm-ci.log) (log: $(GRAFANA_SCHEMA_DIR)/npm-ci.log)" >&2; exit 1; }
+	touch $@
 
 # Triton's own environment: the tritonserver of nvidia-pytriton. It overlays the main venv instead of
 # copying it: a .pth file appends the main venv's site-packages (torch, transformers, pyiqa, this
@@ -100,10 +114,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: $(STAMP) $(PROMTOOL) $(TRITON_STAMP) lint
+test: $(STAMP) $(PROMTOOL) $(GRAFANA_SCHEMA) $(TRITON_STAMP) lint
 	$(BIN)/python -m pytest -q tests
 
-test-fast: $(STAMP) $(PROMTOOL)
+test-fast: $(STAMP) $(PROMTOOL) $(GRAFANA_SCHEMA)
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
 bench: data

@@ -229,3 +229,82 @@ def test_policy_from_the_registry_uses_the_s3_secret():
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "restore-r1-s3"
     with pytest.raises(chart.ChartError):
         chart.render({"policy": {"uri": "production"}})
+
+
+OFF = {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False}}
+
+
+def test_installs_without_the_operator_crds_when_its_objects_are_off():
+    objects = chart.render(OFF, api_versions=())
+    assert not [o for o in objects if o["kind"] in chart.CRD_KINDS or o["apiVersion"].startswith("monitoring.coreos.com")]
+    assert {"Deployment", "Service", "ConfigMap", "Pod"} <= {o["kind"] for o in objects}
+    assert chart.validate_builtin(objects) == []
+
+
+@pytest.mark.parametrize(("key", "kind"), [("serviceMonitor", "ServiceMonitor"), ("prometheusRule", "PrometheusRule")])
+def test_refuses_an_operator_object_without_its_crd(key, kind):
+    values = copy.deepcopy(OFF)
+    values[key]["enabled"] = True
+    with pytest.raises(chart.ChartError) as info:
+        chart.render(values, api_versions=())
+    message = str(info.value)
+    assert f"{key}.enabled=true needs the Prometheus Operator CRD monitoring.coreos.com/v1/{kind}" in message
+    assert f"set {key}.enabled=false" in message and "\n" not in message
+    # The same values render once the cluster serves that kind.
+    assert chart.one(chart.render(values, api_versions=[f"monitoring.coreos.com/v1/{kind}"]), kind)
+
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+def test_image_by_tag_or_by_digest():
+    _, triton = _triton(chart.render())
+    assert triton["image"] == "ghcr.io/restore-r1/restore-r1-triton:0.1.0"  # the chart's appVersion
+    objects = chart.render({"image": {"repository": "registry.example.com:5000/ml/restore-r1-triton", "tag": "0.1.0", "digest": DIGEST}})
+    _, triton = _triton(objects)
+    assert triton["image"] == f"registry.example.com:5000/ml/restore-r1-triton@{DIGEST}"
+    assert chart.one(objects, "Pod")["spec"]["containers"][0]["image"] == triton["image"]
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        {"repository": "ghcr.io/x/y", "digest": "sha256:abc"},
+        {"repository": "ghcr.io/x/y", "digest": "md5:" + "0" * 32},
+        {"repository": "ghcr.io/x/y", "tag": f"0.1.0@{DIGEST}"},
+        {"repository": "ghcr.io/x/y:0.1.0"},
+        {"repository": f"ghcr.io/x/y@{DIGEST}"},
+    ],
+)
+def test_values_schema_rejects_bad_image_references(image):
+    with pytest.raises(chart.ChartError):
+        chart.render({"image": image})
+
+
+def test_helm_test_pod_checks_health_and_one_restore(rendered):
+    objects = rendered["default"]
+    pod = chart.one(objects, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    spec = pod["spec"]
+    (smoke,) = spec["containers"]
+    _, triton = _triton(objects)
+    assert smoke["image"] == triton["image"] and spec["restartPolicy"] == "Never"
+    assert smoke["command"] == ["python3", "-m", "restore_r1.serving.smoke"]
+    assert smoke["args"] == [f"--url=restore-r1.{chart.TEST_NAMESPACE}.svc:8000"]
+    assert smoke["securityContext"] == triton["securityContext"] and spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["automountServiceAccountToken"] is False
+    # No Service, PDB or NetworkPolicy selects the test pod.
+    labels = pod["metadata"]["labels"].items()
+    selectors = [s["spec"]["selector"] for s in chart.by_kind(objects, "Service")]
+    selectors += [chart.one(objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"]]
+    selectors += [chart.one(objects, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"]]
+    assert all(not (sel.items() <= labels) for sel in selectors)
+    assert not [o for o in chart.render({"helmTest": {"enabled": False}}) if o["kind"] == "Pod"]
+
+
+def test_network_policy_lets_the_test_pod_in_when_clients_are_restricted():
+    peers = [{"namespaceSelector": {"matchLabels": {"team": "apps"}}}]
+    policy = chart.one(chart.render({"networkPolicy": {"clientPeers": peers}}), "NetworkPolicy")
+    api_from = policy["spec"]["ingress"][0]["from"]
+    assert api_from[0] == peers[0]
+    assert api_from[1] == {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "restore-r1-test", "app.kubernetes.io/instance": "restore-r1"}}}

@@ -1,7 +1,8 @@
-"""The Grafana dashboard: generated file up to date, expressions parse, metric names exist."""
+"""The Grafana dashboard: generated file up to date, Grafana's schema (tsc), expressions parse, metric names exist."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import urllib.request
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from restore_r1.deploy import chart, dashboard, live, promql
+from restore_r1.deploy import chart, dashboard, grafana_schema, live, prometheus, promql
 
 DASHBOARD_FILE = chart.CHART_DIR / "dashboards" / "restore-r1.json"
 SCRAPE_TIMEOUT_S = 10
@@ -149,3 +150,46 @@ def test_dashboard_and_alert_names_in_live_scrape(board, tmp_path):
     # The scrape really came from our server: Triton per-model series and the agent's own.
     assert promql.agent_metric_names() <= exported
     assert 'model="restore_r1_agent"' in text
+
+
+def test_dashboard_satisfies_grafana_schema(board, tmp_path):
+    """tsc --strict against the pinned @grafana/schema: the dashboard and every panel's options."""
+    assert grafana_schema.typecheck(board, tmp_path) == []
+
+
+def test_schema_version_is_the_pinned_grafanas():
+    assert dashboard.SCHEMA_VERSION == grafana_schema.default_schema_version()
+
+
+def test_schema_check_reports_each_defect(board, tmp_path):
+    broken = copy.deepcopy(board)
+    broken["templating"]["list"][1]["current"] = {}  # what the generator used to write
+    panel = next(p for p in broken["panels"] if p["type"] == "timeseries")
+    panel["gridPos"]["w"] = "8"
+    panel["options"]["tooltip"]["mode"] = "multiple"
+    problems = grafana_schema.typecheck(broken, tmp_path)
+    assert len(problems) == 3, problems
+    assert any('"current": {}' in p and "VariableOption" in p for p in problems)
+    assert any('"w": "8"' in p and "TS2322" in p for p in problems)
+    assert any('"mode": "multiple"' in p for p in problems)
+
+
+def test_schema_check_refuses_an_unknown_panel_type(board):
+    broken = copy.deepcopy(board)
+    broken["panels"][1]["type"] = "graph"
+    with pytest.raises(ValueError, match="type 'graph': no options type known"):
+        grafana_schema.typescript_module(broken)
+
+
+def test_schema_check_without_packages_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv(grafana_schema.CACHE_ENV, str(tmp_path))
+    with pytest.raises(grafana_schema.SchemaCheckError, match="run `make grafana-schema`"):
+        grafana_schema.typecheck({}, tmp_path / "work")
+
+
+def test_grafana_variables_are_replaced_or_refused():
+    assert prometheus.alternation(["a.b", "c"]) == r"(a\.b|c)"
+    expr = 'rate(x{job=~"$job", model=~"${model}"}[$__rate_interval])'
+    assert prometheus.grafana_query(expr, {"job": "(j)", "model": "(m)"}, "1m") == 'rate(x{job=~"(j)", model=~"(m)"}[1m])'
+    with pytest.raises(ValueError, match=r"unknown Grafana variable \$model in"):
+        prometheus.grafana_query(expr, {"job": "(j)"}, "1m")

@@ -181,6 +181,17 @@ def test_agent_max_steps_and_metrics(repo, served):
     agent.finalize()
 
 
+def test_agent_metrics_export_known_label_values_at_zero():
+    """Every outcome and error reason exists at 0 before any request, so Prometheus' rate() sees
+    the first increments (a series born at N shows no increase)."""
+    metrics = b.AgentMetrics(pb)
+    for name, (label, values) in m.INITIAL_SERIES.items():
+        at_zero = {dict(labels)[label] for (n, labels), x in metrics._metrics.items() if n == name and x.value == 0}
+        assert at_zero == set(values), name
+    assert set(m.INITIAL_SERIES[m.ERRORS_TOTAL][1]) == set(m.ERROR_REASONS)
+    metrics.close()
+
+
 @pytest.mark.parametrize(
     "bad,reason",
     [

@@ -9,7 +9,6 @@ process id. Skipped when the Triton venv is missing (``make test`` builds it).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -25,7 +24,7 @@ from restore_r1.serving import backend as b
 from restore_r1.serving import metrics as m
 from restore_r1.serving.repository import MODEL_VERSION, write_repository
 from restore_r1.serving.server import DEFAULT_VENV, VENV_ENV, TritonServer
-from restore_r1.serving.testing import make_random_policy
+from restore_r1.serving.testing import FAILING_MODEL, make_random_policy, swapped_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 VENV = Path(os.environ.get(VENV_ENV, DEFAULT_VENV))
@@ -43,11 +42,6 @@ HANG_S = 8
 #: Pixel limit of the agent in this test's repository (the crops are 128×96).
 MAX_PIXELS = 200 * 200
 
-FAILING_MODEL = """import triton_python_backend_utils as pb_utils
-class TritonPythonModel:
-    def execute(self, requests):
-        return [pb_utils.InferenceResponse(error=pb_utils.TritonError("injected failure")) for _ in requests]
-"""
 HANGING_MODEL = f"""import time
 import triton_python_backend_utils as pb_utils
 class TritonPythonModel:
@@ -195,20 +189,6 @@ def test_metrics_count_requests_tools_steps_and_errors(server):
     assert metric_value(after, "nv_inference_request_success", model=b.POLICY_MODEL) >= 1
 
 
-@contextlib.contextmanager
-def swapped_model(server, admin, tool: str, body: str):
-    """Tool ``tool``'s model.py replaced by ``body`` and reloaded; the original reloaded after."""
-    model_py = server.repository / b.tool_model_name(tool) / MODEL_VERSION / "model.py"
-    original = model_py.read_text()
-    model_py.write_text(body)
-    try:
-        admin.load_model(b.tool_model_name(tool))
-        yield
-    finally:
-        model_py.write_text(original)
-        admin.load_model(b.tool_model_name(tool))
-
-
 def wait_out_hang(started: float) -> None:
     """Sleeps until a call to the hanging model made at ``started`` has returned.
 
@@ -241,7 +221,7 @@ def test_a_failing_then_hanging_tool_gets_a_partial_answer_or_a_clear_error_neve
     before = metrics_text(server)
     for body, reason in ((FAILING_MODEL, m.ERROR_TOOL_FAILED), (HANGING_MODEL, m.ERROR_TOOL_TIMEOUT)):
         bound = 30 if reason == m.ERROR_TOOL_FAILED else TOOL_TIMEOUT_S + 10
-        with swapped_model(server, admin, second, body):
+        with swapped_model(server.repository, admin, second, body):
             # Fails at step 2: the best of the input and the step-1 image, flagged partial.
             start = time.monotonic()
             result = client.restore(img)
@@ -263,7 +243,7 @@ def test_a_failing_then_hanging_tool_gets_a_partial_answer_or_a_clear_error_neve
             else:
                 wait_out_hang(start)
             # Fails at step 1: nothing to answer with, an error naming the step and the model.
-            with swapped_model(server, admin, first, body):
+            with swapped_model(server.repository, admin, first, body):
                 start = time.monotonic()
                 with pytest.raises(RemoteError) as info:
                     client.restore(img)
@@ -298,7 +278,7 @@ def test_a_tool_unloaded_mid_request_gives_a_partial_answer_never_a_hang(server)
     first, second = plan_of(client, img)
     name = b.tool_model_name(second)
     admin = httpclient.InferenceServerClient(server.http_url)
-    with swapped_model(server, admin, second, HANGING_MODEL):
+    with swapped_model(server.repository, admin, second, HANGING_MODEL):
         with ThreadPoolExecutor(max_workers=1) as pool:
             start = time.monotonic()
             pending = pool.submit(lambda: TritonAgentClient(server.http_url).restore(img))

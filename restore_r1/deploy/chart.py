@@ -8,10 +8,11 @@ by ``make promtool``).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,9 @@ TEST_NAMESPACE = "serving"
 KUBE_VERSION = "1.30.0"
 #: Kinds whose schemas are not built in (Prometheus Operator CRDs): checked by tests instead.
 CRD_KINDS = frozenset({"ServiceMonitor", "PrometheusRule"})
+#: What a cluster with the Prometheus Operator's CRDs serves (``.Capabilities.APIVersions``; on
+#: the command line ``helm template --api-versions ...``). :func:`render` assumes them unless told.
+MONITORING_API_VERSIONS = ("monitoring.coreos.com/v1", "monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule")
 #: Where ``make promtool`` unpacks Debian's prometheus package; $RESTORE_R1_PROMTOOL overrides.
 PROMTOOL_ENV = "RESTORE_R1_PROMTOOL"
 PROMTOOL_CACHE = REPO_ROOT / ".cache" / "promtool" / "usr" / "bin" / "promtool"
@@ -66,11 +70,19 @@ def lint(values: Mapping[str, Any] | None = None, chart_dir: Path = CHART_DIR) -
 
 
 def render(
-    values: Mapping[str, Any] | None = None, *, release: str = TEST_RELEASE, namespace: str = TEST_NAMESPACE, chart_dir: Path = CHART_DIR
+    values: Mapping[str, Any] | None = None,
+    *,
+    release: str = TEST_RELEASE,
+    namespace: str = TEST_NAMESPACE,
+    chart_dir: Path = CHART_DIR,
+    api_versions: Sequence[str] = MONITORING_API_VERSIONS,
 ) -> list[dict[str, Any]]:
     """Render the chart (``helm template``) and parse every manifest.
 
     Values are validated against ``values.schema.json`` first (as ``helm install`` does).
+    ``api_versions`` are the API versions the simulated cluster serves beyond the built-in ones
+    (``helm template --api-versions``): by default the Prometheus Operator's; ``()`` is a cluster
+    without them.
 
     Returns:
         The Kubernetes objects, in template order (NOTES.txt and empty documents left out).
@@ -83,7 +95,11 @@ def render(
     with helm.Chart.load(chart_dir) as chart:
         try:
             chart.validate_schema(dict(values) if values is not None else None)
-            manifests = chart.render(dict(values) if values is not None else None, name=release, namespace=namespace, is_install=True)
+            # Chart.render does not expose the C API's api_versions option (helm's --api-versions).
+            opts = {"name": release, "namespace": namespace, "is_install": True, "api_versions": list(api_versions)}
+            manifests = json.loads(
+                helm._native.call_string("helm_render", chart._raw(), helm.chart._dumps(dict(values) if values is not None else None), json.dumps(opts))
+            )
         except helm.HelmError as exc:
             raise ChartError(str(exc)) from exc
     objects: list[dict[str, Any]] = []

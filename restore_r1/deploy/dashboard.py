@@ -15,6 +15,7 @@ averages are ``rate(<duration>) / rate(<count>)``.
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ from restore_r1.serving import metrics as agent
 #: Dashboard identity: a stable uid keeps links and the sidecar's provisioning idempotent.
 DASHBOARD_UID = "restore-r1-serving"
 DASHBOARD_TITLE = "Restore-R1 serving"
-#: Grafana dashboard JSON schema version the layout follows (Grafana 10/11).
-SCHEMA_VERSION = 39
+#: Grafana dashboard JSON schema version the layout follows: that of the Grafana release whose
+#: ``@grafana/schema`` the dashboard is type-checked against (tools/grafana-schema/package.json,
+#: ``defaultDashboard.schemaVersion``; restore_r1.deploy.grafana_schema).
+SCHEMA_VERSION = 42
 #: Panel grid: Grafana rows are 24 units wide.
 GRID_WIDTH = 24
 PANEL_HEIGHT = 8
@@ -225,19 +228,30 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
     ),
 )
 
+#: A multi-value variable's selection on load: every value (Grafana's "All").
+ALL_SELECTED = {"selected": True, "text": ["All"], "value": ["$__all"]}
+#: Time-series panel options. Every field the timeseries panel's ``Options`` type requires is set
+#: (legend ``calcs`` and ``showLegend``, tooltip ``sort``): Grafana fills absent ones with
+#: defaults, but the schema check holds the file to the type.
+TIMESERIES_OPTIONS = {
+    "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True, "calcs": []},
+    "tooltip": {"mode": "multi", "sort": "none"},
+}
+
 #: Template variables: data source, release (metrics job) and model.
 VARIABLES = (
-    {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus", "current": {}, "hide": 0, "refresh": 1},
+    # No "current": Grafana selects the default Prometheus data source on load (an empty
+    # {"current": {}} is not a VariableOption: the schema check rejects it).
+    {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus", "hide": 0, "refresh": 1},
     {
         "name": "job",
         "label": "Release",
         "type": "query",
         "datasource": DATASOURCE,
         "query": {"query": "label_values(nv_inference_request_success, job)", "refId": "job"},
-        "definition": "label_values(nv_inference_request_success, job)",
         "includeAll": True,
         "multi": True,
-        "current": {},
+        "current": ALL_SELECTED,
         "hide": 0,
         "refresh": 2,
         "sort": 1,
@@ -248,10 +262,9 @@ VARIABLES = (
         "type": "query",
         "datasource": DATASOURCE,
         "query": {"query": 'label_values(nv_inference_request_success{job=~"$job"}, model)', "refId": "model"},
-        "definition": 'label_values(nv_inference_request_success{job=~"$job"}, model)',
         "includeAll": True,
         "multi": True,
-        "current": {},
+        "current": ALL_SELECTED,
         "hide": 0,
         "refresh": 2,
         "sort": 1,
@@ -269,7 +282,7 @@ def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict:
         "datasource": DATASOURCE,
         "gridPos": {"x": x, "y": y, "w": width, "h": PANEL_HEIGHT},
         "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
-        "options": {"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}},
+        "options": copy.deepcopy(TIMESERIES_OPTIONS),
         "targets": [{"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": t.expr, "legendFormat": t.legend} for i, t in enumerate(panel.targets)],
     }
 

@@ -604,6 +604,9 @@ class AgentMetrics:
         kinds = {m.COUNTER: pb.MetricFamily.COUNTER, m.HISTOGRAM: pb.MetricFamily.HISTOGRAM}
         for spec in m.AGENT_METRICS:
             self._families[spec.name] = pb.MetricFamily(name=spec.name, description=spec.description, kind=kinds[spec.kind])
+        for name, (label, values) in m.INITIAL_SERIES.items():
+            for value in values:
+                self._metric(name, {label: value})
 
     def _metric(self, name: str, labels: dict[str, str]):
         key = (name, tuple(sorted(labels.items())))

@@ -46,6 +46,7 @@ ERROR_REASONS = (ERROR_INVALID_INPUT, ERROR_TOOL_FAILED, ERROR_TOOL_TIMEOUT, ERR
 OUTCOME_OK = "ok"
 OUTCOME_PARTIAL = "partial"  # a tool or the policy failed after some steps: the best image so far, flagged
 OUTCOME_ERROR = "error"
+OUTCOMES = (OUTCOME_OK, OUTCOME_PARTIAL, OUTCOME_ERROR)
 
 #: Histogram buckets. Steps: 0..max tool calls (policies default to 5).
 STEPS_BUCKETS = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 8.0)
@@ -87,3 +88,12 @@ AGENT_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(REQUEST_LATENCY_SECONDS, HISTOGRAM, "Seconds per restore request inside the agent", (), LATENCY_BUCKETS),
     MetricSpec(ERRORS_TOTAL, COUNTER, "Failed or partial restore requests, by reason", ("reason",)),
 )
+
+#: Series exported at 0 from the agent's start, for the labels whose values are known up front. A
+#: counter series that first appears already at N shows no increase to Prometheus' rate(): a burst
+#: of failures between two scrapes would be invisible to the dashboard and the alerts (seen with a
+#: real Prometheus in tests/test_prometheus_live.py).
+INITIAL_SERIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    REQUESTS_TOTAL: ("outcome", OUTCOMES),
+    ERRORS_TOTAL: ("reason", ERROR_REASONS),
+}

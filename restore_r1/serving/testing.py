@@ -9,11 +9,28 @@ load tests and the serving bench send.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+#: A tool model.py whose every request fails (swapped in by :func:`swapped_model`).
+FAILING_MODEL = """import triton_python_backend_utils as pb_utils
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse(error=pb_utils.TritonError("injected failure")) for _ in requests]
+"""
+
+#: A tool model.py whose execute raises: Triton fails every request of the batch and counts them
+#: in ``nv_inference_request_failure`` (reason BACKEND). Error *responses* (:data:`FAILING_MODEL`,
+#: and how our models report any error) are counted as successes by Triton 2.51.
+RAISING_MODEL = """import triton_python_backend_utils as pb_utils
+class TritonPythonModel:
+    def execute(self, requests):
+        raise pb_utils.TritonModelException("injected crash")
+"""
 
 #: Tools cheap enough for tests (under 60 ms per 512² image, bench/results/tools.md).
 FAST_TOOLS = ("gamma_correction", "constant_shift", "clahe", "guided_denoise", "cap_dehaze", "rain_opening", "unsharp_defocus", "jpeg_guided_deblock")
@@ -74,3 +91,23 @@ def degraded_photos(width: int, height: int, n: int, photos: Sequence[str] | Non
         clean[name] = np.ascontiguousarray(img[top : top + height, left : left + width])
     cases = sorted(CASES)
     return [apply_case(cases[i % len(cases)], clean[names[i % len(names)]], np.random.default_rng(seed + i))[0] for i in range(n)]
+
+
+@contextlib.contextmanager
+def swapped_model(repository: str | os.PathLike, admin, tool: str, body: str):
+    """Tool ``tool``'s model.py in ``repository`` replaced by ``body`` and reloaded through the
+    explicit model-control API (``admin``: a ``tritonclient.http.InferenceServerClient`` of a
+    server started with ``--model-control-mode=explicit``); the original is restored and reloaded
+    on exit."""
+    from restore_r1.serving import backend as b
+    from restore_r1.serving.repository import MODEL_VERSION
+
+    model_py = Path(repository) / b.tool_model_name(tool) / MODEL_VERSION / "model.py"
+    original = model_py.read_text()
+    model_py.write_text(body)
+    try:
+        admin.load_model(b.tool_model_name(tool))
+        yield
+    finally:
+        model_py.write_text(original)
+        admin.load_model(b.tool_model_name(tool))

@@ -47,8 +47,13 @@ app.kubernetes.io/component: triton
 {{- end }}
 {{- end }}
 
+{{/* repository@digest when a digest is given (immutable), else repository:tag. */}}
 {{- define "restore-r1.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{/* The --model-repository argument. */}}
@@ -60,4 +65,24 @@ app.kubernetes.io/component: triton
 {{- else }}
 {{- fail (printf "modelRepository.source must be s3 or pvc, got %q" .Values.modelRepository.source) }}
 {{- end }}
+{{- end }}
+
+{{/* Refuses to render a Prometheus Operator object (kind .kind, switched on by the value .value)
+on a cluster that does not serve its CRD: `helm install` would fail later with "no matches for
+kind". Offline, `helm template` sees only built-in API versions: pass
+--api-versions monitoring.coreos.com/v1/<Kind>. */}}
+{{- define "restore-r1.requireOperatorKind" -}}
+{{- $api := printf "monitoring.coreos.com/v1/%s" .kind }}
+{{- if not (.root.Capabilities.APIVersions.Has $api) }}
+{{- fail (printf "%s=true needs the Prometheus Operator CRD %s, which this cluster does not serve: install kube-prometheus-stack (or its CRDs) or set %s=false (helm template: --api-versions %s)" .value $api .value $api) }}
+{{- end }}
+{{- end }}
+
+{{/* Labels of the `helm test` pod: not the selector labels (the Services must not route to it). */}}
+{{- define "restore-r1.testLabels" -}}
+helm.sh/chart: {{ include "restore-r1.chart" . }}
+app.kubernetes.io/name: {{ include "restore-r1.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: helm-test
 {{- end }}
