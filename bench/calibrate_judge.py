@@ -3,7 +3,7 @@
 Builds synthetic data from the TRAINING photos only (restore_r1.cleanimages.TRAIN_NAMES; the
 held-out photos never enter calibration): clean 256-px and 512-px crops, their degraded versions
 over all 15 cases, those after single tools and 2-tool sequences, and clean crops after tools.
-Each image gets the no-reference features of restore_r1.judge_calibration.calibrated_features
+Each image gets the no-reference features of restore_r1.judges.calibrated.calibrated_features
 (32 ``stats`` features + PIQE) and the full-reference target quality_target (SSIM and PSNR vs its
 clean crop, on 1–5). A ridge model is chosen by leave-one-scene-out cross-validation and refitted
 on everything; its coefficients go to --out. Seeded; about 5 minutes on 2 CPU cores.
@@ -22,7 +22,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from restore_r1.judge_calibration import CALIBRATION_PATH, build_calibration_set, fit_calibration, save_calibration
+from restore_r1.judges.calibrate import build_calibration_set, fit_calibration
+from restore_r1.judges.calibrated import CALIBRATION_PATH, save_calibration
 
 #: Cross-validation rows kept in the file's provenance (best first).
 CV_ROWS_KEPT = 10

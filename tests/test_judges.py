@@ -413,7 +413,7 @@ def test_calibrated_judge_is_no_reference_and_trained_on_training_photos_only():
     import inspect
 
     from restore_r1.cleanimages import HELDOUT_NAMES, TRAIN_NAMES
-    from restore_r1.judge_calibration import load_calibration
+    from restore_r1.judges.calibrated import load_calibration
 
     judge = create_judge("calibrated")
     assert list(inspect.signature(judge.score).parameters) == ["imgs"]
@@ -441,7 +441,7 @@ def test_calibrated_judge_prefers_clean_heldout_crop_to_degraded():
 
 
 def test_calibrated_judge_missing_or_corrupt_file_is_clear(tmp_path):
-    from restore_r1.judge_calibration import CALIBRATION_PATH, CalibrationError
+    from restore_r1.judges.calibrated import CALIBRATION_PATH, CalibrationError
 
     missing = tmp_path / "nope.json"
     with pytest.raises(CalibrationError, match="missing.*calibrate_judge.py"):
@@ -467,7 +467,7 @@ def test_calibrated_judge_missing_or_corrupt_file_is_clear(tmp_path):
 
 
 def test_calibration_refuses_heldout_photos():
-    from restore_r1.judge_calibration import build_calibration_set
+    from restore_r1.judges.calibrate import build_calibration_set
 
     with pytest.raises(ValueError, match="not a training photo"):
         build_calibration_set(photos=["astronaut", "coffee"])
@@ -475,13 +475,8 @@ def test_calibration_refuses_heldout_photos():
 
 def test_calibration_fit_small_set_roundtrip(tmp_path):
     """Model selection and fitting on a small synthetic feature table; the model round-trips."""
-    from restore_r1.judge_calibration import (
-        CalibrationSet,
-        fit_calibration,
-        load_calibration,
-        quality_target,
-        save_calibration,
-    )
+    from restore_r1.judges.calibrate import CalibrationSet, fit_calibration, quality_target
+    from restore_r1.judges.calibrated import load_calibration, save_calibration
 
     rng = np.random.default_rng(0)
     n, d = 64, 33

@@ -18,7 +18,7 @@ Three families:
   features (and PIQE if the calibration chose it) through a small ridge model whose coefficients
   were fitted OFFLINE to SSIM/PSNR on synthetic data of the TRAINING photos only
   (``bench/calibrate_judge.py`` -> ``restore_r1/data/judges/calibrated.json``; see
-  :mod:`restore_r1.judge_calibration`). At use time it sees only the image. ``default`` resolves to
+  :mod:`restore_r1.judges.calibrate`). At use time it sees only the image. ``default`` resolves to
   :data:`DEFAULT_JUDGE`, chosen by ``bench/judges_bench.py`` (results in bench/results/judges.md).
 
 Heavy modules (torch, transformers) are imported lazily.
@@ -46,6 +46,7 @@ from restore_r1.catalog import Catalogue
 from restore_r1.encoders import resolve_local_model_dir
 from restore_r1.errors import RestoreR1Error, UnavailableError
 from restore_r1.images import check_rgb, encode_image
+from restore_r1.judges.features import upscale_to_min_side
 
 
 class JudgeError(RestoreR1Error, RuntimeError):
@@ -480,18 +481,6 @@ def map_to_levels(value: float, knots: Sequence[tuple[float, float]]) -> float:
     return float(np.interp(value, xs, ys))
 
 
-def upscale_to_min_side(img: np.ndarray, min_side: int) -> np.ndarray:
-    """``img`` (uint8 RGB H×W×3) enlarged by bicubic interpolation so its short side is at least
-    ``min_side``; returned unchanged when it already is (metrics with a minimum input size)."""
-    h, w = img.shape[:2]
-    if min(h, w) >= min_side:
-        return img
-    import cv2
-
-    scale = min_side / min(h, w)
-    return cv2.resize(img, (math.ceil(w * scale), math.ceil(h * scale)), interpolation=cv2.INTER_CUBIC)
-
-
 class MetricJudge:
     """A judge from one no-reference metric of :mod:`restore_r1.metrics`, on the 1–5 scale.
 
@@ -557,7 +546,7 @@ class CalibratedJudge:
     """``calibrated``: a no-reference quality model calibrated offline on synthetic data.
 
     At use time it is strictly no-reference: :meth:`score` takes only images. Each image gets the
-    no-reference features of :func:`restore_r1.judge_calibration.calibrated_features` (the 32
+    no-reference features of :func:`restore_r1.judges.calibrated.calibrated_features` (the 32
     ``stats`` features of :func:`restore_r1.encoders.degradation_stats`, plus PIQE only when the
     calibration selected it) and a small ridge model maps them to 1–5. The model's coefficients
     were fitted OFFLINE (``python bench/calibrate_judge.py``) to a full-reference target (SSIM and
@@ -567,7 +556,7 @@ class CalibratedJudge:
 
     Args:
         path: calibration JSON (default: the file shipped in the package,
-            :data:`restore_r1.judge_calibration.CALIBRATION_PATH`).
+            :data:`restore_r1.judges.calibrated.CALIBRATION_PATH`).
         device: device of the PIQE metric, when used.
 
     Raises:
@@ -578,7 +567,7 @@ class CalibratedJudge:
     range = LEVEL_RANGE
 
     def __init__(self, path: str | None = None, device: str = "cpu") -> None:
-        from restore_r1.judge_calibration import CALIBRATION_PATH, load_calibration
+        from restore_r1.judges.calibrated import CALIBRATION_PATH, load_calibration
 
         self.path = str(CALIBRATION_PATH if path is None else path)
         self.device = device
@@ -592,7 +581,7 @@ class CalibratedJudge:
     def features(self, imgs: Sequence[np.ndarray]) -> np.ndarray:
         """The model's input features [len(imgs), len(model.features)]."""
         from restore_r1.encoders import degradation_stats
-        from restore_r1.judge_calibration import calibrated_features
+        from restore_r1.judges.calibrated import calibrated_features
 
         imgs = _check_images(imgs, self.name)
         if self._piqe is not None:
@@ -679,7 +668,7 @@ def _make_piqe(device: str = "cpu") -> MetricJudge:
 
 
 def _check_calibrated(path: str | None = None, **kwargs: Any) -> None:
-    from restore_r1.judge_calibration import load_calibration
+    from restore_r1.judges.calibrated import load_calibration
 
     model = load_calibration(path)
     if model.uses_piqe:

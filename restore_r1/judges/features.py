@@ -17,6 +17,7 @@ Images larger than :data:`FEATURE_TILE` are scored on a grid of full-resolution 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -154,3 +155,13 @@ def rows_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     1.26's OpenBLAS): a judge's score must not depend on what it is scored beside.
     """
     return np.einsum("ij,jk->ik" if w.ndim == 2 else "ij,j->i", x, w)
+
+
+def upscale_to_min_side(img: np.ndarray, min_side: int) -> np.ndarray:
+    """``img`` (uint8 RGB H×W×3) enlarged by bicubic interpolation so its short side is at least
+    ``min_side``; returned unchanged when it already is (metrics with a minimum input size)."""
+    h, w = img.shape[:2]
+    if min(h, w) >= min_side:
+        return img
+    scale = min_side / min(h, w)
+    return cv2.resize(img, (math.ceil(w * scale), math.ceil(h * scale)), interpolation=cv2.INTER_CUBIC)
