@@ -34,7 +34,16 @@ import numpy as np
 
 from restore_r1.agent.env import EnvCaches, apply_plans
 from restore_r1.agent.plan import PlanParseError, check_tool_names, parse_plan
-from restore_r1.agent.vlm import DEFAULT_MAX_NEW_TOKENS, VLMPlanner, VLMPlannerConfig, load_vlm_model, prompt_messages, resolve_vlm_model, save_vlm_planner
+from restore_r1.agent.vlm import (
+    DEFAULT_MAX_NEW_TOKENS,
+    DTYPES,
+    VLMPlanner,
+    VLMPlannerConfig,
+    load_vlm_model,
+    prompt_messages,
+    resolve_vlm_model,
+    save_vlm_planner,
+)
 from restore_r1.images import atomic_write_bytes, check_rgb
 
 #: Files and folders inside ``out_dir`` (the MLP trainer's names).
@@ -81,7 +90,8 @@ class VLMTrainConfig:
     lora_rank: int = 0  #: LoRA rank through peft; 0 trains every weight.
     lora_alpha: int = 32  #: LoRA scaling numerator (scale = alpha / rank).
     lora_dropout: float = 0.05  #: dropout on the LoRA branch.
-    precision: str = "auto"  #: one of PRECISIONS.
+    precision: str = "auto"  #: one of PRECISIONS (the compute; TRL's bf16 flag is autocast).
+    weights_dtype: str = "float32"  #: dtype the weights are loaded and trained in (bfloat16 halves the memory; with LoRA).
     gradient_checkpointing: bool = True  #: trade compute for memory (TRL's default).
     seed: int = 0  #: seeds TRL (sampling, data order, LoRA init).
 
@@ -104,6 +114,8 @@ class VLMTrainConfig:
             raise ValueError(f"VLMTrainConfig.loss_type {self.loss_type!r} must be one of {', '.join(LOSS_TYPES)}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"VLMTrainConfig.precision {self.precision!r} must be one of {', '.join(PRECISIONS)}")
+        if self.weights_dtype not in DTYPES:
+            raise ValueError(f"VLMTrainConfig.weights_dtype {self.weights_dtype!r} must be one of {', '.join(DTYPES)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -403,8 +415,7 @@ def train_vlm(
         base_model=str(model) if model else str(base),
         extra={"judge": getattr(judge, "name", type(judge).__name__), "trainer": "trl.GRPOTrainer", "vlm_grpo": config.to_dict()},
     )
-    # fp32 weights: TRL's bf16 flag runs the steps under autocast; the saved planner stays fp32.
-    base_model, processor = load_vlm_model(base, dtype="float32", device="cpu")
+    base_model, processor = load_vlm_model(base, dtype=config.weights_dtype, device="cpu")  # TRL moves it to the GPU
     reward = PlanReward(planner_config.tool_names, tools, judge, config.max_steps, config.tool_cost, config.parse_penalty)
     peft_config = None
     if config.lora_rank:
@@ -430,7 +441,7 @@ def train_vlm(
     trained = trainer.model
     if peft_config is not None:
         trained = trained.merge_and_unload()
-    planner = VLMPlanner(trained.to("cpu").float(), processor, planner_config)
+    planner = VLMPlanner(trained.to("cpu"), processor, planner_config)  # saved in weights_dtype
     policy_dir = save_vlm_planner(planner, out_dir / POLICY_DIR)
     planner.folder = policy_dir
     if not log_path.exists():
