@@ -24,7 +24,7 @@ from restore_r1.images import read_image, write_image
 TOOLS = ("gamma_correction", "constant_shift", "clahe")
 #: What the fitted planner answers for any image.
 ANSWER = "gamma_correction, clahe, STOP"
-FIT_STEPS, FIT_LR = 60, 1e-2
+FIT_STEPS, FIT_LR = 80, 1e-2
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -54,10 +54,22 @@ def _dataset(folder, images):
 
 
 def _fit(model, processor, prompt: str, answer: str, images) -> None:
-    """A few supervised steps towards ``answer`` (test-only: gives the tiny model a plan to write)."""
+    """A few supervised steps towards ``answer`` (test-only: gives the tiny model a plan to write).
+
+    The vision merger's last layer is zeroed and the vision tower frozen first, so the image
+    tokens carry no content and the fitted model writes the same plan for every input (a tiny
+    model fitted on a few images otherwise answers differently on a natural photo).
+    """
     import torch
 
     from restore_r1.agent.vlm import image_messages, to_pil
+
+    with torch.no_grad():
+        last = model.model.visual.merger.mlp[-1]
+        last.weight.zero_()
+        last.bias.zero_()
+    for p in model.model.visual.parameters():
+        p.requires_grad_(False)
 
     tok = processor.tokenizer
     target = torch.tensor([tok(answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]])
@@ -76,13 +88,15 @@ def _fit(model, processor, prompt: str, answer: str, images) -> None:
             labels=torch.cat([torch.full((1, n), -100), target], 1),
         )
         batches.append(batch)
-    optimizer = torch.optim.Adam(model.parameters(), lr=FIT_LR)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=FIT_LR)
     model.train()
     for _ in range(FIT_STEPS):
         loss = sum(model(**b).loss for b in batches) / len(batches)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    for p in model.model.visual.parameters():
+        p.requires_grad_(True)
     model.eval()
 
 
@@ -108,7 +122,7 @@ def fitted_planner_dir(base_dir, tmp_path_factory):
 
     model, processor = load_vlm_model(base_dir)
     config = VLMPlannerConfig(list(TOOLS), max_steps=3, max_new_tokens=8)
-    _fit(model, processor, config.prompt, ANSWER, _images(4, seed=1))
+    _fit(model, processor, config.prompt, ANSWER, _images(1, seed=1))
     return save_vlm_planner(VLMPlanner(model, processor, config), tmp_path_factory.mktemp("vlm") / "fitted")
 
 
@@ -463,3 +477,15 @@ def test_pipeline_train_step_trains_either_planner(fitted_planner_dir, tmp_path)
         train_step(data, tmp_path / "p2", tmp_path / "l2", **common, planner="transformer")
     mlp = train_step(data, tmp_path / "mlp", tmp_path / "mlp.jsonl", **{**common, "steps": 1})
     assert mlp["format"] == "restore_r1.policy" and "planner" not in mlp["parameters"]
+
+
+def test_evaluation_runs_a_vlm_planner(fitted_planner_dir, tmp_path):
+    """The pipeline's evaluate and gate steps call restore_r1.evaluate, which loads either kind."""
+    from restore_r1.evaluate import RECORDS_FILE, EvalConfig, evaluate
+
+    config = EvalConfig(cases=[1], per_case=1, seed=0, crop=64, methods=["input", "policy"], metrics=["psnr"], policy=str(fitted_planner_dir))
+    results = evaluate(config, tmp_path / "eval", progress=False)
+    records = [json.loads(line) for line in (tmp_path / "eval" / RECORDS_FILE).read_text().splitlines()]
+    rows = [r for r in records if r["method"] == "policy"]
+    assert rows and all(r["tools"] == ["gamma_correction", "clahe"] and len(r["judge_scores"]) == 3 for r in rows)
+    assert results["summary"]["policy"]["tool_calls"] == 2
