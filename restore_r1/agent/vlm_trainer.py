@@ -416,6 +416,7 @@ def train_vlm(
         extra={"judge": getattr(judge, "name", type(judge).__name__), "trainer": "trl.GRPOTrainer", "vlm_grpo": config.to_dict()},
     )
     base_model, processor = load_vlm_model(base, dtype=config.weights_dtype, device="cpu")  # TRL moves it to the GPU
+    processor.tokenizer.padding_side = "left"  # what GRPOTrainer requires (and sets when it loads a processor itself)
     reward = PlanReward(planner_config.tool_names, tools, judge, config.max_steps, config.tool_cost, config.parse_penalty)
     peft_config = None
     if config.lora_rank:
