@@ -31,19 +31,21 @@ def synthesize(images_uri: str, cases: str, per_case: int, seed: int, crop: int,
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def train_grpo(dataset: Input[Dataset], judge: str, encoder: str, tools: str, group_size: int, steps: int, max_steps: int,
-               batch_images: int, seed: int, policy: Output[Model], training_log: Output[Artifact], metrics: Output[Metrics]):
-    """GRPO training on the data set's degraded images -> policy checkpoint + training log."""
+               batch_images: int, seed: int, planner: str, vlm_model: str, vlm_options: dict, policy: Output[Model],
+               training_log: Output[Artifact], metrics: Output[Metrics]):
+    """GRPO training on the data set's degraded images -> policy checkpoint (an MLP policy or a VLM planner) + training log."""
     from restore_r1.pipeline.steps import train_step
 
     out = train_step(dataset.path, policy.path, training_log.path, judge=judge, encoder=encoder, tools=tools, group_size=group_size,
-                     steps=steps, max_steps=max_steps, batch_images=batch_images, seed=seed)
+                     steps=steps, max_steps=max_steps, batch_images=batch_images, seed=seed, planner=planner, vlm_model=vlm_model,
+                     vlm_options=vlm_options)
     import json
 
     # "parameters" is for the UI; KFP metadata turns every number into a float, so the registry
     # takes the exact values from "parameters_json".
-    policy.metadata.update({"framework": "restore_r1.policy", "parameters": out["parameters"],
+    policy.metadata.update({"framework": out["format"], "parameters": out["parameters"],
                             "parameters_json": json.dumps(out["parameters"], sort_keys=True)})
-    for key in ("mean_return", "mean_final_score", "mean_steps", "kl", "entropy"):
+    for key in ("mean_return", "mean_final_score", "mean_steps", "kl", "entropy", "parse_failure_rate"):
         if key in out["final"]:
             metrics.log_metric(f"train_{key}", float(out["final"][key]))
     print(f"policy -> {policy.uri}; last update: {out['final']}")

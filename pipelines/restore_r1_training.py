@@ -1,6 +1,11 @@
 """The ``restore_r1_training`` pipeline:
 
-    synthesize -> train_grpo -> evaluate -> gate -> [if passed] register -> export_serving
+    synthesize -> train_grpo -> evaluate -> gate -> [if passed] register -> [if planner == mlp] export_serving
+
+``planner`` picks what ``train_grpo`` trains: ``mlp`` (default), the MLP policy, or ``vlm``, a
+vision-language model planner (docs/vlm.md) from ``vlm_model`` (a registry URI or a folder in the
+image) with ``vlm_options`` (further VLMTrainConfig fields). A VLM planner is evaluated, gated and
+registered like a policy but not exported: the Triton repository serves MLP policies only.
 
 Every parameter shows in the KFP UI's "Create run" form with the default below. The training
 step asks for an accelerator (type and count), a node selector and tolerations; all four are
@@ -43,6 +48,9 @@ def restore_r1_training(
     steps: int = 200,
     max_steps: int = 5,
     batch_images: int = 4,
+    planner: str = "mlp",
+    vlm_model: str = "",
+    vlm_options: dict = {},
     heldout_images_uri: str = "bundled:heldout",
     eval_cases: str = "1-15",
     eval_per_case: int = 1,
@@ -64,7 +72,8 @@ def restore_r1_training(
 ):
     synth = synthesize(images_uri=images_uri, cases=cases, per_case=per_case, seed=seed, crop=crop).set_display_name("synthesize")
     train = train_grpo(dataset=synth.outputs["dataset"], judge=judge, encoder=encoder, tools=tools, group_size=group_size,
-                       steps=steps, max_steps=max_steps, batch_images=batch_images, seed=seed).set_display_name("train_grpo")
+                       steps=steps, max_steps=max_steps, batch_images=batch_images, seed=seed, planner=planner, vlm_model=vlm_model,
+                       vlm_options=vlm_options).set_display_name("train_grpo")
     train.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_limit)
     kubernetes.add_node_selector_json(train, node_selector_json=gpu_node_selector)
     kubernetes.add_toleration_json(train, toleration_json=gpu_tolerations)
@@ -80,8 +89,10 @@ def restore_r1_training(
                        model_registry_address=model_registry_address, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                        run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER).set_display_name("register")
         reg.set_caching_options(False)
-        export = export_serving(registry=registry, model_name=model_name, version=reg.outputs["Output"], s3_endpoint=s3_endpoint,
-                                model_repository=model_repository).set_display_name("export_serving")
-        registry_tasks += [reg, export]
+        registry_tasks.append(reg)
+        with dsl.If(planner == "mlp", name="mlp-planner"):  # Triton serves MLP policies only
+            export = export_serving(registry=registry, model_name=model_name, version=reg.outputs["Output"], s3_endpoint=s3_endpoint,
+                                    model_repository=model_repository).set_display_name("export_serving")
+            registry_tasks.append(export)
     for task in registry_tasks:
         kubernetes.use_secret_as_env(task, secret_name=s3_secret, secret_key_to_env=S3_SECRET_KEYS, optional=True)

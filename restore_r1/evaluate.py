@@ -153,9 +153,9 @@ class _Methods:
         self.judge = create_judge(config.judge)
         self.agent = None
         if "policy" in config.methods:
-            from restore_r1.agent.inference import Agent
+            from restore_r1.agent.inference import load_agent
 
-            self.agent = Agent.load(config.policy, judge=self.judge)
+            self.agent = load_agent(config.policy, judge=self.judge)
         if config.tools:
             self.tools = available_tool_map(list(config.tools))
         elif self.agent is not None:

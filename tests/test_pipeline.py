@@ -196,7 +196,7 @@ def test_compiled_pipeline_contents():
     docs = list(yaml.safe_load_all(COMMITTED_YAML.read_text()))
     spec, platform = docs[0], docs[1]
     params = spec["root"]["inputDefinitions"]["parameters"]
-    for name in ("images_uri", "cases", "per_case", "seed", "judge", "group_size", "steps", "max_steps", "promote"):
+    for name in ("images_uri", "cases", "per_case", "seed", "judge", "group_size", "steps", "max_steps", "promote", "planner", "vlm_model", "vlm_options"):
         assert name in params and "defaultValue" in params[name], name
     executors = spec["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values()} == {DEFAULT_IMAGE}
@@ -211,4 +211,8 @@ def test_compiled_pipeline_contents():
     condition = tasks["condition-1"]["triggerPolicy"]["condition"]
     assert "gate-Output" in condition
     inner = spec["components"]["comp-condition-1"]["dag"]["tasks"]
-    assert set(inner) == {"register", "export-serving"}
+    assert set(inner) == {"register", "condition-2"}
+    # a VLM planner is registered but not exported: Triton serves MLP policies only
+    assert inner["condition-2"]["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--planner'] == 'mlp'"
+    assert params["planner"]["defaultValue"] == "mlp"
+    assert set(spec["components"]["comp-condition-2"]["dag"]["tasks"]) == {"export-serving"}

@@ -106,6 +106,28 @@ def test_restore_over_http_and_grpc_equals_in_process(server, tmp_path):
             assert int(np.abs(got.astype(int) - exp.image.astype(int)).max()) <= PIXEL_TOLERANCE
 
 
+def test_served_tools_stand_in_for_in_process_ones_in_a_plan(server):
+    """The VLM planner's reward can call the server's tools (restore-r1 train --planner vlm --tools-url)."""
+    from restore_r1.agent.env import apply_plans
+    from restore_r1.agent.inference import available_tool_map
+    from restore_r1.judges import create_judge
+    from restore_r1.serving.client import RemoteError, triton_tool_map
+
+    names = ["gamma_correction", "clahe"]
+    local, judge = available_tool_map(names), create_judge("default")
+    images = crops()
+    expected = apply_plans(images, [names, names[::-1]], local, judge, tool_cost=0.1)
+    for protocol, url in (("http", server.http_url), ("grpc", server.grpc_url)):
+        served = triton_tool_map(url, names, protocol=protocol)
+        for name in names:
+            assert np.array_equal(served[name](images[0]), local[name](images[0])), (protocol, name)
+        got = apply_plans(images, [names, names[::-1]], served, judge, tool_cost=0.1)
+        for g, e in zip(got, expected):
+            assert np.array_equal(g.final_image, e.final_image) and g.rewards == pytest.approx(e.rewards, abs=SCORE_TOLERANCE)
+    with pytest.raises(RemoteError, match=r"does not serve the tools \['no_such_tool'\]"):
+        triton_tool_map(server.http_url, ["clahe", "no_such_tool"])
+
+
 def test_bad_inputs_are_invalid_arguments_and_the_server_stays_healthy(server, tmp_path):
     from restore_r1.images import write_image
     from restore_r1.serving.client import RemoteError, TritonAgentClient

@@ -5,6 +5,9 @@
 * :mod:`restore_r1.agent.grpo`    — :class:`GRPOConfig` and the loss, one small function per term.
 * :mod:`restore_r1.agent.env`     — cached tool/feature/judge calls and ``rollout``.
 * :mod:`restore_r1.agent.trainer` — ``train``, resumable, seeded, logged.
+* :mod:`restore_r1.agent.plan`    — tool plans as text: the VLM prompt and the strict parser.
+* :mod:`restore_r1.agent.vlm`     — the second planner kind, a vision-language model (docs/vlm.md).
+* :mod:`restore_r1.agent.vlm_trainer` — its GRPO with TRL's ``GRPOTrainer``.
 
 Names are imported lazily so that ``restore_r1.agent.baselines`` does not pull in torch.
 """
@@ -29,6 +32,15 @@ _EXPORTS = {
     "train": "trainer",
     "TrainResult": "trainer",
     "load_lq_images": "trainer",
+    "PlanParseError": "plan",
+    "parse_plan": "plan",
+    "VLMPlanner": "vlm",
+    "VLMPlannerConfig": "vlm",
+    "save_vlm_planner": "vlm",
+    "load_vlm_planner": "vlm",
+    "VLMTrainConfig": "vlm_trainer",
+    "train_vlm": "vlm_trainer",
+    "load_agent": "inference",
 }
 
 __all__ = sorted(_EXPORTS)

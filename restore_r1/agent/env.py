@@ -360,3 +360,80 @@ def rollout(
 ) -> Trajectory:
     """One episode from ``image`` (uint8 RGB H×W×3); see :func:`rollout_many`."""
     return rollout_many(policy, encoder, [image], tools, judge, greedy, generator, tool_cost, caches, max_steps, timings, on_step)[0]
+
+
+@dataclass
+class PlanOutcome:
+    """One plan applied to one image (the VLM planner's episode: the plan is fixed up front).
+
+    Attributes:
+        tools: the tool names applied, in order.
+        scores: judge scores Q(I_0), Q(I_1), ..., Q(I_T) (T + 1 values; relative judge: Q(I_0) = 0).
+        rewards: r_t = Q(I_{t+1}) - Q(I_t) - c, one per tool call (the MLP's step rewards).
+        final_image: uint8 RGB H×W×3 after the last tool (read-only when a tool ran).
+    """
+
+    tools: list[str]
+    scores: list[float]
+    rewards: list[float]
+    final_image: np.ndarray
+
+    @property
+    def ret(self) -> float:
+        """R = Σ_t r_t = Q(I_T) - Q(I_0) - c·T."""
+        return float(sum(self.rewards))
+
+    @property
+    def steps(self) -> int:
+        """T, the number of tool calls."""
+        return len(self.tools)
+
+
+def apply_plans(
+    images: Sequence[np.ndarray],
+    plans: Sequence[Sequence[str]],
+    tools: Mapping[str, Callable[[np.ndarray], np.ndarray]],
+    judge,
+    tool_cost: float = 0.0,
+    caches: EnvCaches | None = None,
+) -> list[PlanOutcome]:
+    """Applies plan i to image i, in lockstep (one judge batch per step), scored as :func:`rollout_many`.
+
+    The same caches serve both planners: a tool is computed once per (input digest, tool name) and
+    an image is scored once, so the G plans of a GRPO group that share a prefix share its work.
+
+    Args:
+        images: start images, uint8 RGB H×W×3.
+        plans: one sequence of tool names per image (may be empty).
+        tools: name -> callable ``uint8 RGB -> uint8 RGB`` (in-process or a server's).
+        judge: as in :func:`rollout_many`.
+        tool_cost: c in the reward.
+        caches: shared caches; a fresh set when None.
+
+    Returns:
+        one :class:`PlanOutcome` per image, in order.
+    """
+    if len(images) != len(plans):
+        raise ValueError(f"{len(images)} images for {len(plans)} plans")
+    missing = sorted({name for plan in plans for name in plan if name not in tools})
+    if missing:
+        raise ValueError(f"plans call tools {missing} that are not in the tool set {sorted(tools)}")
+    caches = caches or EnvCaches()
+    if caches.scores is None:  # no encoder here: only the tool and score caches are used
+        caches.scores = score_cache(judge)
+    starts = [check_rgb(im, name=f"start image {i}") for i, im in enumerate(images)]
+    start_digests = [image_digest(im) for im in starts]
+    current, digests = list(starts), list(start_digests)
+    scores = [[s] for s in caches.scores.get_many(list(zip(starts, current)), [score_key(judge, d, d) for d in start_digests])]
+    for step in range(max((len(p) for p in plans), default=0)):
+        moved = [i for i, plan in enumerate(plans) if len(plan) > step]
+        for i in moved:
+            name = plans[i][step]
+            current[i], digests[i] = caches.tools.apply(name, tools[name], current[i], digests[i])
+        new_scores = caches.scores.get_many([(starts[i], current[i]) for i in moved], [score_key(judge, start_digests[i], digests[i]) for i in moved])
+        for i, s in zip(moved, new_scores):
+            scores[i].append(s)
+    return [
+        PlanOutcome(tools=list(plan), scores=scores[i], rewards=step_rewards(scores[i], [True] * len(plan), tool_cost), final_image=current[i])
+        for i, plan in enumerate(plans)
+    ]

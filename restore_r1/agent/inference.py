@@ -4,6 +4,11 @@ Where a policy comes from, in order: an explicit path (``--policy``), ``$RESTORE
 default policy shipped inside the package (``restore_r1/data/default_policy``). ``registry://``
 and ``s3://`` URIs are resolved by :mod:`restore_r1.registry`.
 
+A policy folder is one of two planner kinds (:data:`PLANNER_KINDS`, told apart by
+:func:`planner_kind`): ``mlp``, the MLP policy over encoder features that decides one step at a
+time (``policy.json``, :class:`Agent`), or ``vlm``, a vision-language model that writes the whole
+plan from the input image (``planner.json``, :class:`VLMAgent`). :func:`load_agent` loads either.
+
 The policy's tools must all be available here (a missing one is an error naming it). Tools that
 are available but unknown to the policy (e.g. a paper tool whose weights were added after
 training) are simply not used: the policy can only pick tools it was trained with.
@@ -28,6 +33,8 @@ DEFAULT_POLICY_DIR = Path(__file__).resolve().parent.parent / "data" / "default_
 POLICY_ENV = "RESTORE_R1_POLICY"
 #: URI schemes handled by the model registry.
 REGISTRY_SCHEMES = ("registry://", "s3://")
+#: The planner kinds a policy folder can hold (docs/vlm.md).
+PLANNER_KINDS = ("mlp", "vlm")
 
 
 def resolve_policy(spec: str | os.PathLike | None = None) -> Path:
@@ -48,6 +55,48 @@ def resolve_policy(spec: str | os.PathLike | None = None) -> Path:
         origin = "--policy" if spec is not None else (f"${POLICY_ENV}" if raw else "the packaged default")
         raise WeightsNotFoundError(f"policy folder {path} ({origin}) not found; train one with `restore-r1 train` and pass --policy DIR, or set ${POLICY_ENV}")
     return path
+
+
+def planner_kind(folder: str | os.PathLike) -> str:
+    """``"mlp"`` for a folder holding ``policy.json``, ``"vlm"`` for one holding ``planner.json``.
+
+    Raises:
+        WeightsNotFoundError: neither file is there; the message names the folder.
+    """
+    from restore_r1.agent.policy import CONFIG_FILE
+    from restore_r1.agent.vlm import PLANNER_FILE
+
+    folder = Path(folder)
+    if (folder / CONFIG_FILE).is_file():
+        return "mlp"
+    if (folder / PLANNER_FILE).is_file():
+        return "vlm"
+    raise WeightsNotFoundError(
+        f"policy folder {folder} holds neither {CONFIG_FILE} (an MLP policy) nor {PLANNER_FILE} (a VLM planner); "
+        "pass the <out>/policy folder that `restore-r1 train` writes"
+    )
+
+
+def load_agent(policy: str | os.PathLike | None = None, judge: str | object = "default", max_steps: int | None = None, device: str = "cpu"):
+    """The agent of a policy folder or URI of either planner kind (see :func:`resolve_policy`).
+
+    Args:
+        policy: path or registry URI; None for ``$RESTORE_R1_POLICY`` or the shipped (MLP) default.
+        judge: judge name or object; it reports the scores (and is the MLP's reward at training).
+        max_steps: cap on tool calls per image; None keeps the planner's own.
+        device: where a VLM planner runs (``"cpu"`` or ``"cuda[:N]"``); the MLP runs on CPU.
+
+    Returns:
+        an :class:`Agent` (``mlp``) or a :class:`VLMAgent` (``vlm``).
+    """
+    folder = resolve_policy(policy)
+    kind = planner_kind(folder)
+    if kind == "mlp":
+        return Agent.load(folder, judge=judge, max_steps=max_steps)
+    elif kind == "vlm":
+        return VLMAgent.load(folder, judge=judge, max_steps=max_steps, device=device)
+    else:
+        raise ValueError(f"unknown planner kind {kind!r}; expected one of {PLANNER_KINDS}")
 
 
 def available_tool_map(names: list[str] | None = None) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
@@ -130,6 +179,8 @@ class Agent:
         from restore_r1.judges import create_judge
 
         folder = resolve_policy(policy)
+        if planner_kind(folder) != "mlp":
+            raise ValueError(f"{folder} holds a VLM planner, not an MLP policy; load it with restore_r1.agent.inference.load_agent")
         pol = load_policy(folder)
         tools = available_tool_map(list(pol.config.tool_names))
         if max_steps is not None and not 0 <= max_steps <= pol.config.max_steps:
@@ -160,3 +211,50 @@ class Agent:
             seconds = time.perf_counter() - start
         scores = [float(s) for s in traj.scores[: traj.steps + 1]]
         return RestoreResult(image=traj.final_image, tools=traj.tools_called, scores=scores, seconds=seconds, timings=timings)
+
+
+@dataclass
+class VLMAgent:
+    """A loaded VLM planner with its tools and a judge (the judge only reports scores here)."""
+
+    planner: object
+    judge: object
+    tools: Mapping[str, Callable[[np.ndarray], np.ndarray]]
+    policy_dir: Path | None = None
+    max_steps: int | None = None
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, judge: str | object = "default", max_steps: int | None = None, device: str = "cpu") -> VLMAgent:
+        """Loads a planner folder (checksums verified) with its tools and a judge.
+
+        Raises:
+            WeightsNotFoundError / ChecksumError: the folder is incomplete or corrupt.
+            ValueError: a tool of the planner is unavailable here, or ``max_steps`` is out of range.
+        """
+        from restore_r1.agent.vlm import load_vlm_planner, read_vlm_planner_config
+        from restore_r1.judges import create_judge
+
+        folder = Path(folder)
+        config = read_vlm_planner_config(folder)
+        tools = available_tool_map(list(config.tool_names))
+        if max_steps is not None and not 0 <= max_steps <= config.max_steps:
+            raise ValueError(f"max_steps {max_steps} must be between 0 and the planner's {config.max_steps}")
+        planner = load_vlm_planner(folder, available_tools=list(tools), device=device)
+        judge_obj = create_judge(judge) if isinstance(judge, str) else judge
+        return cls(planner=planner, judge=judge_obj, tools=tools, policy_dir=folder, max_steps=max_steps)
+
+    def restore(self, img: np.ndarray) -> RestoreResult:
+        """Plans once from ``img`` (greedy), applies the plan's first ``max_steps`` tools, scores each step.
+
+        Raises:
+            PlanParseError: the model's answer is not a plan (never replaced by a default plan).
+        """
+        from restore_r1.agent.env import apply_plans
+
+        start = time.perf_counter()
+        plan = self.planner.plan(img)
+        if self.max_steps is not None:
+            plan = plan[: self.max_steps]
+        outcome = apply_plans([img], [plan], self.tools, self.judge)[0]
+        seconds = time.perf_counter() - start
+        return RestoreResult(image=outcome.final_image, tools=outcome.tools, scores=[float(s) for s in outcome.scores], seconds=seconds)

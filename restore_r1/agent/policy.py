@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from restore_r1.agent.plan import STOP
 from restore_r1.errors import ChecksumError, WeightsNotFoundError
 from restore_r1.images import atomic_directory, sha256_file
 
@@ -38,8 +39,6 @@ POLICY_FORMAT_VERSION = 1
 #: File names inside a checkpoint folder.
 WEIGHTS_FILE = "policy.safetensors"
 CONFIG_FILE = "policy.json"
-#: Name of the last action in logs and listings.
-STOP = "STOP"
 #: Logit given to masked actions: finite, so log-softmax and entropy stay free of NaN, and
 #: exp() of it is exactly 0 in float32.
 MASKED_LOGIT = -1e9

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop", type=positive_int, metavar="PX", help="random square crops of PX pixels")
     parser.add_argument("--methods", type=name_list, default=list(ALL_METHODS), metavar="LIST", help=f"default {','.join(ALL_METHODS)}")
     parser.add_argument("--metrics", type=name_list, default=list(DEFAULT_METRICS), metavar="LIST", help=f"default {','.join(DEFAULT_METRICS)}")
-    parser.add_argument("--policy", help="policy folder or registry URI (default: the shipped policy)")
+    parser.add_argument("--policy", help="policy folder (an MLP policy or a VLM planner) or registry URI (default: the shipped policy)")
     parser.add_argument("--judge", default="default", help="judge for exploration and reported scores")
     parser.add_argument("--tools", type=name_list, metavar="LIST", help="tools every method may use (default: the policy's)")
     parser.add_argument("--max-steps", type=positive_int, default=5, metavar="K", help="tool budget of random/exploration (default 5)")

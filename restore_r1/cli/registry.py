@@ -5,11 +5,16 @@
     restore-r1 registry promote NAME@VERSION --to production|staging
     restore-r1 registry pull NAME[@REF] [--out DIR]
     restore-r1 registry publish POLICY_DIR --name NAME [--metrics results.json] [--stage STAGE]
+    restore-r1 registry publish-vlm MODEL_DIR --name NAME [--stage STAGE]
     restore-r1 registry publish-tool TOOL [--name NAME] [--stage STAGE]
     restore-r1 registry gc NAME [--min-age-hours 24] [--dry-run]
 
 NAME may be written ``registry://NAME@REF``; REF is a version number, a stage or ``latest``
-(default: production for pull, latest for show). ``publish-tool`` verifies a tool's installed
+(default: production for pull, latest for show). ``publish`` takes a policy folder of either
+planner kind and records the kind as the version's format (``restore_r1.policy`` for an MLP
+policy, ``restore_r1.vlm_planner`` for a VLM planner); ``publish-vlm`` publishes a base
+transformers vision-language model folder to train a VLM planner from
+(``restore-r1 train --planner vlm --vlm-model registry://NAME@REF``). ``publish-tool`` verifies a tool's installed
 weights file (``restore-r1 weights add``) and publishes it as ``tool-<TOOL>``; pods install it with
 ``restore-r1 weights pull TOOL``. The registry is ``--registry`` or
 ``$RESTORE_R1_REGISTRY`` (a folder or ``s3://bucket/prefix``; ``--endpoint`` or
@@ -45,10 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("pull", parents=[common], help="download a version (verified by sha256)")
     p.add_argument("ref", metavar="NAME[@REF]")
     p.add_argument("--out", metavar="DIR", help="target folder (default: the registry cache)")
-    p = sub.add_parser("publish", parents=[common], help="publish a policy folder as a new version")
+    p = sub.add_parser("publish", parents=[common], help="publish a policy folder (MLP policy or VLM planner) as a new version")
     p.add_argument("source", metavar="POLICY_DIR")
     p.add_argument("--name", required=True, help="model name")
     p.add_argument("--metrics", metavar="RESULTS_JSON", help="an evaluation's results.json: its policy metrics are recorded")
+    p.add_argument("--stage", choices=STAGES, help="also point this stage at the new version")
+    p.add_argument("--description", default="", help="free text")
+    p = sub.add_parser("publish-vlm", parents=[common], help="publish a base vision-language model folder (to train a VLM planner from)")
+    p.add_argument("source", metavar="MODEL_DIR", help="a local transformers folder (config.json, weights, processor files)")
+    p.add_argument("--name", required=True, help="model name")
     p.add_argument("--stage", choices=STAGES, help="also point this stage at the new version")
     p.add_argument("--description", default="", help="free text")
     p = sub.add_parser("publish-tool", parents=[common], help="publish a tool's verified weights file (sha256 recorded) as tool-<TOOL>")
@@ -93,7 +103,7 @@ def _describe(version) -> str:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from restore_r1.registry import LATEST, open_registry, publish_policy, publish_tool_weights
+    from restore_r1.registry import LATEST, open_registry, publish_policy, publish_tool_weights, publish_vlm_model
 
     registry = open_registry(args.registry, endpoint_url=args.endpoint)
     if args.action == "list":
@@ -141,7 +151,11 @@ def run(args: argparse.Namespace) -> int:
 
             metrics = key_metrics(json.loads(Path(args.metrics).read_text()))
         version = publish_policy(registry, args.name, args.source, metrics=metrics, description=args.description, stage=args.stage)
-        print(f"published {version.uri} at {version.artifact_uri}")
+        print(f"published {version.uri} ({version.format}) at {version.artifact_uri}")
+        return 0
+    if args.action == "publish-vlm":
+        version = publish_vlm_model(registry, args.name, args.source, description=args.description, stage=args.stage)
+        print(f"published {version.uri} ({version.format}) at {version.artifact_uri}")
         return 0
     if args.action == "publish-tool":
         version = publish_tool_weights(registry, args.tool, name=args.name, stage=args.stage, description=args.description)

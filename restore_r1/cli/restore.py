@@ -1,9 +1,11 @@
 """``restore-r1 restore``: restore images with a trained policy (deterministic plan).
 
-    restore-r1 restore IN... -o OUT [--policy PATH|registry://NAME@STAGE] [--max-steps K] [--json]
+    restore-r1 restore IN... -o OUT [--policy PATH|registry://NAME@STAGE] [--max-steps K] [--device DEV] [--json]
     restore-r1 restore IN... -o OUT --triton-url HOST:PORT [--protocol http|grpc]
 
-IN may be image files or folders of images. With one image and an OUT ending in an image suffix
+``--policy`` loads either planner kind: an MLP policy or a VLM planner (docs/vlm.md), whose
+answer is parsed strictly; an answer that is not a plan fails that image (reported, exit 1), it is
+never replaced by a default plan. IN may be image files or folders of images. With one image and an OUT ending in an image suffix
 (``.png``, ``.jpg``, ``.jpeg``, ``.bmp``, ``.tif``, ``.tiff``, ``.webp``) the result is written to
 that file, in the format of its suffix; otherwise OUT is a folder and each result is written to
 ``OUT/<stem>.png``. Several images with an image-suffixed OUT are refused (a folder named
@@ -37,7 +39,8 @@ HELP = "restore images with the agent (default: the shipped policy)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IN", help="image files or folders")
     add_output_arguments(parser, what="restored images")
-    parser.add_argument("--policy", help="policy folder or registry URI (default: $RESTORE_R1_POLICY or the shipped policy)")
+    parser.add_argument("--policy", help="policy folder (an MLP policy or a VLM planner) or registry URI (default: $RESTORE_R1_POLICY or the shipped policy)")
+    parser.add_argument("--device", default="cpu", help="where a VLM planner runs: cpu or cuda[:N] (default cpu; the MLP runs on CPU)")
     parser.add_argument("--max-steps", type=non_negative_int, metavar="K", help="at most K tool calls per image")
     parser.add_argument("--judge", default="default", help="judge used to report scores (default: the offline default)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
@@ -48,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from restore_r1.agent.inference import Agent
+    from restore_r1.agent.inference import load_agent
     from restore_r1.images import write_image
 
     if args.triton_url and args.policy:
@@ -63,8 +66,13 @@ def run(args: argparse.Namespace) -> int:
         client.check_ready()
         restore = lambda img: client.restore(img, max_steps=args.max_steps)  # noqa: E731
     else:
-        agent = Agent.load(args.policy, judge=args.judge, max_steps=args.max_steps)
-        restore = lambda img: agent.restore(img, progress=not args.no_progress and sys.stderr.isatty())  # noqa: E731
+        from restore_r1.agent.inference import Agent
+
+        agent = load_agent(args.policy, judge=args.judge, max_steps=args.max_steps, device=args.device)
+        if isinstance(agent, Agent):  # an MLP policy: a bar of its steps on a terminal
+            restore = lambda img: agent.restore(img, progress=not args.no_progress and sys.stderr.isatty())  # noqa: E731
+        else:
+            restore = agent.restore
 
     def work(path: Path, target: Path, img) -> None:
         result = restore(img)

@@ -2,10 +2,14 @@
 
     restore-r1 train --data DIR --out DIR [--judge NAME] [--encoder NAME] [--tools a,b,...]
                      [--group G] [--steps N] [--batch-images B] [--max-steps K] [--seed S] ...
+    restore-r1 train --planner vlm --vlm-model DIR|registry://NAME@REF --data DIR --out DIR
+                     [--group G] [--steps N] [--lr LR] [--kl-beta B] [--lora-rank R] ...
 
 DIR is a data set written by ``restore-r1 synth``; only its degraded (``lq``) images are read —
-training sees neither clean images nor degradation labels. A killed run resumes from its last
-checkpoint in ``--out`` (``--no-resume`` starts over).
+training sees neither clean images nor degradation labels. Both planners write ``--out``/policy
+and ``--out``/train_log.jsonl. The MLP planner (default) trains with our own GRPO; a killed run
+resumes from its last checkpoint in ``--out`` (``--no-resume`` starts over). The VLM planner
+(docs/vlm.md) trains a local vision-language model with TRL's GRPOTrainer and is not resumable.
 """
 
 from __future__ import annotations
@@ -16,13 +20,21 @@ import json
 from restore_r1.cli.common import name_list, non_negative_int, positive_float, positive_int
 
 NAME = "train"
+#: What the closing line reports of the last update: (log key, label, decimals); a key the
+#: planner's log lacks is left out (the VLM's log has no mean steps when no answer was a plan).
+LAST_UPDATE_FIELDS = (("mean_return", "mean return", 4), ("mean_steps", "mean steps", 2), ("parse_failure_rate", "parse failures", 2))
 HELP = "train a tool-selection policy with GRPO (reads only the degraded images of a data set)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from restore_r1.agent.grpo import GRPOConfig
+    from restore_r1.agent.inference import PLANNER_KINDS
+    from restore_r1.agent.vlm import DTYPES
+    from restore_r1.agent.vlm_trainer import PRECISIONS, VLMTrainConfig
 
     d = GRPOConfig()
+    v = VLMTrainConfig()
+    parser.add_argument("--planner", choices=PLANNER_KINDS, default="mlp", help="mlp: the MLP policy (default); vlm: a vision-language model (docs/vlm.md)")
     parser.add_argument("--data", metavar="DIR", required=True, help="data set folder written by `restore-r1 synth`")
     parser.add_argument("--out", metavar="DIR", required=True, help="run folder (log, checkpoints, final policy/)")
     parser.add_argument("--judge", default="default", help="reward judge (default: the offline default; see bench/results/judges.md)")
@@ -33,9 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-images", type=positive_int, default=d.batch_images, metavar="B", help=f"images per update (default {d.batch_images})")
     parser.add_argument("--max-steps", type=positive_int, default=d.max_steps, metavar="K", help=f"tool calls per episode at most (default {d.max_steps})")
     parser.add_argument("--epochs", type=positive_int, default=d.update_epochs, metavar="MU", help=f"gradient steps per batch (default {d.update_epochs})")
-    parser.add_argument("--lr", type=positive_float, default=d.lr, help=f"learning rate (default {d.lr})")
+    parser.add_argument("--lr", type=positive_float, help=f"learning rate (default {d.lr}; vlm {v.lr})")
     parser.add_argument("--clip-eps", type=positive_float, default=d.clip_eps, help=f"ratio clipping ε (default {d.clip_eps})")
-    parser.add_argument("--kl-beta", type=float, default=d.kl_beta, help=f"KL weight β to the initial policy (default {d.kl_beta})")
+    parser.add_argument("--kl-beta", type=float, help=f"KL weight β to the initial policy (default {d.kl_beta}; vlm {v.kl_beta})")
     parser.add_argument("--forbid-cycle", action="store_true", help="mask the tool called two steps before too (no A -> B -> A loops)")
     parser.add_argument("--entropy-coef", type=float, default=d.entropy_coef, help=f"entropy bonus (default {d.entropy_coef})")
     parser.add_argument("--tool-cost", type=float, default=d.tool_cost, help=f"reward cost per tool call (default {d.tool_cost})")
@@ -45,47 +57,123 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-resume", action="store_true", help="start over even if --out holds a checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    vlm = parser.add_argument_group("VLM planner (--planner vlm)")
+    vlm.add_argument(
+        "--vlm-model", metavar="DIR|URI", help="base vision-language model: a local transformers folder or registry URI (default $RESTORE_R1_VLM_MODEL)"
+    )
+    vlm.add_argument(
+        "--lora-rank", type=non_negative_int, default=v.lora_rank, metavar="R", help=f"LoRA rank through peft; 0 trains every weight (default {v.lora_rank})"
+    )
+    vlm.add_argument("--lora-alpha", type=positive_int, default=v.lora_alpha, help=f"LoRA alpha (default {v.lora_alpha})")
+    vlm.add_argument(
+        "--parse-penalty", type=float, default=v.parse_penalty, help=f"reward of an answer that is not a plan, negated (default {v.parse_penalty})"
+    )
+    vlm.add_argument("--temperature", type=positive_float, default=v.temperature, help=f"sampling temperature of the answers (default {v.temperature})")
+    vlm.add_argument(
+        "--max-new-tokens", type=positive_int, default=v.max_new_tokens, metavar="N", help=f"tokens per answer at most (default {v.max_new_tokens})"
+    )
+    vlm.add_argument("--precision", choices=PRECISIONS, default=v.precision, help="auto: bf16 on a CUDA GPU that has it, else fp32 (default auto)")
+    vlm.add_argument(
+        "--weights-dtype", choices=DTYPES, default=v.weights_dtype, help=f"dtype of the trained weights (default {v.weights_dtype}; bfloat16 with LoRA)"
+    )
+    vlm.add_argument("--no-gradient-checkpointing", action="store_true", help="keep activations (faster, more memory)")
+    vlm.add_argument("--tools-url", metavar="HOST:PORT", help="call the tools of a Triton server (restore_r1_tool_<name> models) instead of in-process")
+    vlm.add_argument("--protocol", choices=("http", "grpc"), default="http", help="Triton protocol of --tools-url (default: http)")
 
 
 def run(args: argparse.Namespace) -> int:
     from restore_r1.agent.grpo import GRPOConfig
     from restore_r1.agent.inference import available_tool_map
-    from restore_r1.agent.trainer import train
-    from restore_r1.encoders import create_encoder
     from restore_r1.judges import create_judge
 
-    config = GRPOConfig(
-        group_size=args.group,
-        updates=args.steps,
-        batch_images=args.batch_images,
-        max_steps=args.max_steps,
-        update_epochs=args.epochs,
-        lr=args.lr,
-        clip_eps=args.clip_eps,
-        kl_beta=args.kl_beta,
-        entropy_coef=args.entropy_coef,
-        tool_cost=args.tool_cost,
-        forbid_cycle=args.forbid_cycle,
-        seed=args.seed,
-        checkpoint_every=args.checkpoint_every,
-    )
-    tools = available_tool_map(args.tools)
-    result = train(
-        args.data,
-        args.out,
-        encoder=create_encoder(args.encoder),
-        judge=create_judge(args.judge),
-        tools=tools,
-        config=config,
-        progress=not args.no_progress,
-        resume=not args.no_resume,
-    )
+    if args.planner == "vlm":
+        result, tools = _train_vlm(args)
+    elif args.planner == "mlp":
+        if args.vlm_model or args.tools_url:
+            raise ValueError("--vlm-model and --tools-url are for --planner vlm")
+        from restore_r1.agent.trainer import train
+        from restore_r1.encoders import create_encoder
+
+        args.lr = GRPOConfig.lr if args.lr is None else args.lr
+        args.kl_beta = GRPOConfig.kl_beta if args.kl_beta is None else args.kl_beta
+        config = GRPOConfig(
+            group_size=args.group,
+            updates=args.steps,
+            batch_images=args.batch_images,
+            max_steps=args.max_steps,
+            update_epochs=args.epochs,
+            lr=args.lr,
+            clip_eps=args.clip_eps,
+            kl_beta=args.kl_beta,
+            entropy_coef=args.entropy_coef,
+            tool_cost=args.tool_cost,
+            forbid_cycle=args.forbid_cycle,
+            seed=args.seed,
+            checkpoint_every=args.checkpoint_every,
+        )
+        tools = available_tool_map(args.tools)
+        result = train(
+            args.data,
+            args.out,
+            encoder=create_encoder(args.encoder),
+            judge=create_judge(args.judge),
+            tools=tools,
+            config=config,
+            progress=not args.no_progress,
+            resume=not args.no_resume,
+        )
+    else:
+        raise ValueError(f"unknown planner {args.planner!r}")
     last = result.records[-1] if result.records else {}
+    summary = ", ".join(f"{label} {last[key]:.{digits}f}" for key, label, digits in LAST_UPDATE_FIELDS if last.get(key) is not None)
     print(
         f"policy written to {result.policy_dir} ({result.updates} updates"
         + (f", resumed from {result.resumed_from}" if result.resumed_from else "")
-        + (f"; last update: mean return {last['mean_return']:.4f}, mean steps {last['mean_steps']:.2f}" if last else "")
+        + (f"; last update: {summary}" if summary else "")
         + f"); log: {result.log_path}"
     )
     (result.out_dir / "train_args.json").write_text(json.dumps({**vars(args), "_run": None, "tools": list(tools)}, indent=2, default=str))
     return 0
+
+
+def _train_vlm(args: argparse.Namespace):
+    """The VLM planner's run: TRL's GRPOTrainer on the same data, tools and judge."""
+    from restore_r1.agent.inference import available_tool_map
+    from restore_r1.agent.vlm_trainer import VLMTrainConfig, train_vlm
+    from restore_r1.judges import create_judge
+
+    config = VLMTrainConfig(
+        group_size=args.group,
+        batch_images=args.batch_images,
+        updates=args.steps,
+        lr=VLMTrainConfig.lr if args.lr is None else args.lr,
+        kl_beta=VLMTrainConfig.kl_beta if args.kl_beta is None else args.kl_beta,
+        clip_eps=args.clip_eps,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        max_steps=args.max_steps,
+        tool_cost=args.tool_cost,
+        parse_penalty=args.parse_penalty,
+        lora_rank=args.lora_rank,
+        lora_alpha=args.lora_alpha,
+        precision=args.precision,
+        weights_dtype=args.weights_dtype,
+        gradient_checkpointing=not args.no_gradient_checkpointing,
+        seed=args.seed,
+    )
+    args.lr, args.kl_beta = config.lr, config.kl_beta
+    if args.tools_url:
+        from restore_r1.serving.client import triton_tool_map
+
+        tools = triton_tool_map(args.tools_url, _tool_names(args.tools), protocol=args.protocol)
+    else:
+        tools = available_tool_map(args.tools)
+    result = train_vlm(args.data, args.out, args.vlm_model, judge=create_judge(args.judge), tools=tools, config=config, progress=not args.no_progress)
+    return result, tools
+
+
+def _tool_names(names: list[str] | None) -> list[str]:
+    """The given tool names, or every tool available in-process (a server serves the catalogue's)."""
+    from restore_r1.tools import list_tools
+
+    return list(names) if names else [t.name for t in list_tools(available_only=True)]

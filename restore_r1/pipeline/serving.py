@@ -79,14 +79,17 @@ def export_triton_entry(
         triton_source: folder holding ``restore_r1_policy/`` (see :func:`triton_source_dir`).
 
     Raises:
-        ValueError: ``version`` < 1.
+        ValueError: ``version`` < 1, or ``policy_dir`` is a VLM planner (served in-process only).
         WeightsNotFoundError / ChecksumError: ``policy_dir`` is not a valid policy.
     """
+    from restore_r1.agent.inference import planner_kind
     from restore_r1.agent.policy import CONFIG_FILE as POLICY_JSON
     from restore_r1.agent.policy import WEIGHTS_FILE, load_policy
 
     if isinstance(version, bool) or int(version) != version or version < 1:
         raise ValueError(f"Triton version {version!r} must be an integer >= 1")
+    if planner_kind(policy_dir) != "mlp":
+        raise ValueError(f"{policy_dir} is a VLM planner; the Triton repository serves MLP policies only (docs/vlm.md: restore in-process)")
     load_policy(policy_dir)  # refuse a corrupt policy before it reaches serving
     repo = Path(repository)
     model_dir = repo / TRITON_MODEL_NAME

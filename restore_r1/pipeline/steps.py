@@ -120,29 +120,62 @@ def train_step(
     batch_images: int,
     seed: int,
     work_dir: str | os.PathLike | None = None,
+    planner: str = "mlp",
+    vlm_model: str = "",
+    vlm_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """GRPO training on a data set's degraded images -> policy folder ``policy_out`` + ``train_log.jsonl`` at ``log_out``.
 
     Args:
         tools: comma-separated tool names, or "" for every available tool.
         work_dir: run folder for checkpoints (default: a temporary folder, removed after).
+        planner: ``"mlp"`` (our GRPO over encoder features) or ``"vlm"`` (TRL's GRPOTrainer on a
+            vision-language model; ``encoder`` is then unused).
+        vlm_model: the VLM planner's base model, a folder or registry URI ("" reads ``$RESTORE_R1_VLM_MODEL``).
+        vlm_options: further :class:`~restore_r1.agent.vlm_trainer.VLMTrainConfig` fields for the
+            VLM planner (e.g. ``{"lr": 1e-4, "lora_rank": 16}``); an unknown field is an error.
 
     Returns:
-        ``{"parameters": {...}, "final": last log record}``.
+        ``{"parameters": {...}, "final": last log record, "format": the registry format of the planner kind}``.
     """
-    from restore_r1.agent.grpo import GRPOConfig
     from restore_r1.agent.inference import available_tool_map
-    from restore_r1.agent.trainer import train
-    from restore_r1.encoders import create_encoder
     from restore_r1.judges import create_judge
+    from restore_r1.registry import POLICY_FORMATS
 
-    config = GRPOConfig(
-        group_size=group_size, updates=steps, max_steps=max_steps, batch_images=batch_images, seed=seed, checkpoint_every=max(1, steps // 5) if steps else 0
-    )
+    if planner not in POLICY_FORMATS:
+        raise ValueError(f"planner {planner!r}: expected one of {', '.join(POLICY_FORMATS)}")
+    if vlm_options and planner != "vlm":
+        raise ValueError(f"vlm_options {sorted(vlm_options)} are for planner 'vlm', not {planner!r}")
     tool_map = available_tool_map(_split_names(tools) or None)
     temp = None if work_dir is not None else tempfile.mkdtemp(prefix="restore-r1-train-")
     try:
-        result = train(dataset_dir, work_dir or temp, encoder=create_encoder(encoder), judge=create_judge(judge), tools=tool_map, config=config, progress=False)
+        if planner == "mlp":
+            from restore_r1.agent.grpo import GRPOConfig
+            from restore_r1.agent.trainer import train
+            from restore_r1.encoders import create_encoder
+
+            config = GRPOConfig(
+                group_size=group_size,
+                updates=steps,
+                max_steps=max_steps,
+                batch_images=batch_images,
+                seed=seed,
+                checkpoint_every=max(1, steps // 5) if steps else 0,
+            )
+            result = train(
+                dataset_dir, work_dir or temp, encoder=create_encoder(encoder), judge=create_judge(judge), tools=tool_map, config=config, progress=False
+            )
+            parameters = {"judge": judge, "encoder": encoder, "tools": list(tool_map), **config.to_dict()}
+        else:
+            from restore_r1.agent.vlm_trainer import VLMTrainConfig, train_vlm
+
+            common = {"group_size": group_size, "updates": steps, "max_steps": max_steps, "batch_images": batch_images, "seed": seed}
+            clash = sorted(set(common) & set(vlm_options or {}))
+            if clash:
+                raise ValueError(f"vlm_options {clash} are set by the pipeline's own parameters; set those instead")
+            config = VLMTrainConfig.from_dict({**common, **(vlm_options or {})})
+            result = train_vlm(dataset_dir, work_dir or temp, vlm_model or None, judge=create_judge(judge), tools=tool_map, config=config, progress=False)
+            parameters = {"planner": planner, "judge": judge, "vlm_model": vlm_model, "tools": list(tool_map), **config.to_dict()}
         if Path(policy_out).exists():
             shutil.rmtree(policy_out)
         shutil.copytree(result.policy_dir, policy_out)
@@ -151,8 +184,7 @@ def train_step(
     finally:
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
-    parameters = {"judge": judge, "encoder": encoder, "tools": list(tool_map), **config.to_dict()}
-    return {"parameters": parameters, "final": result.records[-1] if result.records else {}}
+    return {"parameters": parameters, "final": result.records[-1] if result.records else {}, "format": POLICY_FORMATS[planner]}
 
 
 def evaluation_config(

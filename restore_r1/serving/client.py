@@ -22,7 +22,7 @@ import numpy as np
 
 from restore_r1.agent.inference import RestoreResult
 from restore_r1.errors import RestoreR1Error
-from restore_r1.serving.backend import AGENT_MODEL, IMAGE, MAX_STEPS, OUTPUT_IMAGE, TRAJECTORY
+from restore_r1.serving.backend import AGENT_MODEL, IMAGE, MAX_STEPS, OUTPUT_IMAGE, TRAJECTORY, tool_model_name
 
 #: Protocols and their default ports.
 PROTOCOLS = {"http": 8000, "grpc": 8001}
@@ -111,6 +111,15 @@ class TritonAgentClient:
         except (InferenceServerException, ConnectionError, OSError):
             return False
 
+    def model_ready(self, model: str) -> bool:
+        """Whether the server is up and serves ``model``."""
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return bool(self._client.is_model_ready(model))
+        except (InferenceServerException, ConnectionError, OSError):
+            return False
+
     def check_ready(self) -> None:
         """Raises :class:`RemoteError` unless the server and the agent model are ready."""
         if not self.ready():
@@ -119,7 +128,7 @@ class TritonAgentClient:
     def infer_raw(self, array: np.ndarray | None, max_steps: int | None = None):
         """Sends ``array`` as ``IMAGE`` as it is (any dtype/shape, or None for no ``IMAGE``: for
         tests) and ``max_steps`` as ``MAX_STEPS`` int32 [B, 1]; returns the result object."""
-        from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+        from tritonclient.utils import np_to_triton_dtype
 
         tc = self._tc
         inputs = []
@@ -133,10 +142,30 @@ class TritonAgentClient:
             cap.set_data_from_numpy(np.full((rows, 1), max_steps, dtype=np.int32))
             inputs.append(cap)
         outputs = [tc.InferRequestedOutput(OUTPUT_IMAGE), tc.InferRequestedOutput(TRAJECTORY)]
+        return self._infer(self.model, inputs, outputs)
+
+    def run_tool(self, tool: str, img: np.ndarray) -> np.ndarray:
+        """One uint8 RGB H×W×3 image through the server's ``restore_r1_tool_<tool>`` model.
+
+        Raises:
+            RemoteError: the server refused or failed the request.
+        """
+        from tritonclient.utils import np_to_triton_dtype
+
+        tc = self._tc
+        array = np.ascontiguousarray(img)[None]
+        inp = tc.InferInput(IMAGE, list(array.shape), np_to_triton_dtype(array.dtype))
+        inp.set_data_from_numpy(array)
+        result = self._infer(tool_model_name(tool), [inp], [tc.InferRequestedOutput(OUTPUT_IMAGE)])
+        return result.as_numpy(OUTPUT_IMAGE)[0]
+
+    def _infer(self, model: str, inputs: list, outputs: list):
+        from tritonclient.utils import InferenceServerException
+
         try:
             if self.protocol == "grpc":
-                return self._client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout_s)
-            return self._client.infer(self.model, inputs, outputs=outputs)
+                return self._client.infer(model, inputs, outputs=outputs, client_timeout=self.timeout_s)
+            return self._client.infer(model, inputs, outputs=outputs)
         except InferenceServerException as exc:
             message = " ".join(str(exc.message() or exc).split())
             found = _REASON.search(message)
@@ -171,3 +200,32 @@ class TritonAgentClient:
 
     def close(self) -> None:
         self._client.close()
+
+
+@dataclass
+class TritonTool:
+    """A tool served by Triton as a callable ``uint8 RGB H×W×3 -> uint8 RGB H×W×3``, so that an
+    agent loop (e.g. the VLM planner's reward, :func:`restore_r1.agent.env.apply_plans`) can call
+    the served tool where it would call the in-process one."""
+
+    client: TritonAgentClient
+    name: str
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        return self.client.run_tool(self.name, img)
+
+
+def triton_tool_map(url: str, names: list[str], protocol: str = "http", timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, TritonTool]:
+    """name -> :class:`TritonTool` for each of ``names``, over one connection.
+
+    Raises:
+        ValueError: no names.
+        RemoteError: the server is unreachable or does not serve one of the tools (all named).
+    """
+    if not names:
+        raise ValueError("triton_tool_map: no tool names")
+    client = TritonAgentClient(url, protocol=protocol, timeout_s=timeout_s)
+    missing = [n for n in names if not client.model_ready(tool_model_name(n))]
+    if missing:
+        raise RemoteError(f"Triton at {client.url} ({protocol}) does not serve the tools {missing} (models {[tool_model_name(n) for n in missing]})")
+    return {n: TritonTool(client, n) for n in names}
