@@ -42,9 +42,10 @@ def run_demo(out_dir: str | os.PathLike, policy: str | None = None, cases=DEMO_C
     from restore_r1.agent.inference import Agent
     from restore_r1.degradations import CASES
     from restore_r1.evaluate import EvalConfig, held_out_pairs
+    from restore_r1.registry import local_policy
 
     out = Path(out_dir)
-    agent = Agent.load(policy)
+    agent = Agent.load(local_policy(policy))
     config = EvalConfig(cases=list(cases), per_case=1, seed=seed, crop=crop)
     pairs = held_out_pairs(config)
     # one pair per case, alternating the held-out photos

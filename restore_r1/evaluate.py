@@ -154,8 +154,9 @@ class _Methods:
         self.agent = None
         if "policy" in config.methods:
             from restore_r1.agent.inference import load_agent
+            from restore_r1.registry import local_policy
 
-            self.agent = load_agent(config.policy, judge=self.judge)
+            self.agent = load_agent(local_policy(config.policy), judge=self.judge)
         if config.tools:
             self.tools = available_tool_map(list(config.tools))
         elif self.agent is not None:

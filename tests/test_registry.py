@@ -12,7 +12,7 @@ import torch
 
 from restore_r1.agent.policy import Policy, PolicyConfig, save_policy
 from restore_r1.cli import main as cli_main
-from restore_r1.errors import ChecksumError
+from restore_r1.errors import ChecksumError, WeightsNotFoundError
 from restore_r1.registry import (
     POLICY_FORMAT,
     LocalStore,
@@ -219,13 +219,19 @@ def test_concurrent_publishers_in_processes_all_get_distinct_versions(tmp_path):
 
 def test_pull_policy_and_agent_resolve_registry_uri(tmp_path, monkeypatch):
     from restore_r1.agent.inference import resolve_policy
+    from restore_r1.registry import local_policy
 
     monkeypatch.setenv("RESTORE_R1_REGISTRY", str(tmp_path / "reg"))
     monkeypatch.setenv("RESTORE_R1_REGISTRY_CACHE", str(tmp_path / "cache"))
     registry = open_registry()
     publish_policy(registry, "pol", make_policy(tmp_path / "a", seed=1), stage="production")
     publish_policy(registry, "pol", make_policy(tmp_path / "b", seed=2))
-    prod = resolve_policy("registry://pol@production")
+    prod = local_policy("registry://pol@production")
+    with pytest.raises(WeightsNotFoundError, match="registry URI"):
+        resolve_policy("registry://pol@production")  # the agent layer takes local folders only
+    monkeypatch.setenv("RESTORE_R1_POLICY", "registry://pol@2")  # the variable may hold a URI
+    assert (local_policy(None) / "policy.safetensors").read_bytes() == (tmp_path / "b" / "policy.safetensors").read_bytes()
+    monkeypatch.delenv("RESTORE_R1_POLICY")
     assert (prod / "policy.safetensors").read_bytes() == (tmp_path / "a" / "policy.safetensors").read_bytes()
     assert (pull_policy("registry://pol@2") / "policy.safetensors").read_bytes() == (tmp_path / "b" / "policy.safetensors").read_bytes()
     registry.publish("notapolicy", tmp_path / "a", "raw", stage="production")

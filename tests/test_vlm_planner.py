@@ -423,12 +423,13 @@ def test_cli_restore_reports_an_answer_that_is_not_a_plan(random_planner_dir, tm
 # ------------------------------------------------------------------------------------ registry and pipeline
 def test_registry_records_the_planner_kind_and_loads_either(fitted_planner_dir, base_dir, tmp_path, monkeypatch):
     from restore_r1.agent.inference import Agent, VLMAgent, load_agent, planner_kind
-    from restore_r1.agent.vlm import resolve_vlm_model
     from restore_r1.registry import (
         POLICY_FORMAT,
         VLM_BASE_FORMAT,
         VLM_PLANNER_FORMAT,
         RegistryError,
+        local_policy,
+        local_vlm_model,
         open_registry,
         publish_policy,
         publish_vlm_model,
@@ -444,12 +445,12 @@ def test_registry_records_the_planner_kind_and_loads_either(fitted_planner_dir, 
     base = publish_vlm_model(registry, "base", base_dir)
     assert (mlp.format, vlm.format, base.format) == (POLICY_FORMAT, VLM_PLANNER_FORMAT, VLM_BASE_FORMAT)
     assert planner_kind(pull_policy("registry://pol@1")) == "mlp" and planner_kind(pull_policy("registry://pol@2")) == "vlm"
-    assert isinstance(load_agent("registry://pol@1"), Agent)
-    agent = load_agent("registry://pol@production")
+    assert isinstance(load_agent(local_policy("registry://pol@1")), Agent)
+    agent = load_agent(local_policy("registry://pol@production"))
     assert isinstance(agent, VLMAgent) and agent.restore(_images(1)[0]).tools == ["gamma_correction", "clahe"]
     with pytest.raises(ValueError, match="holds a VLM planner, not an MLP policy"):
-        Agent.load("registry://pol@2")
-    assert (resolve_vlm_model("registry://base@latest") / "config.json").is_file()
+        Agent.load(local_policy("registry://pol@2"))
+    assert (local_vlm_model("registry://base@latest") / "config.json").is_file()
     with pytest.raises(RegistryError, match="not a policy"):
         pull_policy("registry://base@latest")
     with pytest.raises(WeightsNotFoundError, match="neither policy.json"):

@@ -2,7 +2,7 @@
 
 Where a policy comes from, in order: an explicit path (``--policy``), ``$RESTORE_R1_POLICY``, the
 default policy shipped inside the package (``restore_r1/data/default_policy``). ``registry://``
-and ``s3://`` URIs are resolved by :mod:`restore_r1.registry`.
+and ``s3://`` URIs are resolved by :func:`restore_r1.registry.local_policy`, a layer up.
 
 A policy folder is one of two planner kinds (:data:`PLANNER_KINDS`, told apart by
 :func:`planner_kind`): ``mlp``, the MLP policy over encoder features that decides one step at a
@@ -38,18 +38,19 @@ PLANNER_KINDS = ("mlp", "vlm")
 
 
 def resolve_policy(spec: str | os.PathLike | None = None) -> Path:
-    """The policy folder for ``spec`` (path or registry URI), ``$RESTORE_R1_POLICY`` or the default.
+    """The local policy folder for ``spec``, ``$RESTORE_R1_POLICY`` or the default.
+
+    Registry URIs are resolved a layer up, by :func:`restore_r1.registry.local_policy` (the
+    command line, the evaluation, the demo and the pipeline call it): the agent layer never
+    imports the registry.
 
     Raises:
-        WeightsNotFoundError: the folder does not exist; the message says how to supply one.
+        WeightsNotFoundError: the folder does not exist, or ``spec`` is a registry URI; the
+            message says how to supply one.
     """
     raw = str(spec) if spec is not None else os.environ.get(POLICY_ENV)
     if raw and raw.startswith(REGISTRY_SCHEMES):
-        try:
-            from restore_r1.registry import pull_policy
-        except ImportError:
-            raise WeightsNotFoundError(f"policy {raw}: registry URIs need restore_r1.registry, which this build lacks") from None
-        return pull_policy(raw)
+        raise WeightsNotFoundError(f"policy {raw} is a registry URI: resolve it with restore_r1.registry.local_policy first (restore-r1 commands do)")
     path = Path(raw).expanduser() if raw else DEFAULT_POLICY_DIR
     if not path.is_dir():
         origin = "--policy" if spec is not None else (f"${POLICY_ENV}" if raw else "the packaged default")

@@ -188,7 +188,8 @@ class VLMPlanner:
 
 # --------------------------------------------------------------------------------- base models
 def resolve_vlm_model(spec: str | os.PathLike | None = None) -> Path:
-    """The local folder of a transformers VLM: ``spec`` (folder or registry URI) or ``$RESTORE_R1_VLM_MODEL``.
+    """The local folder of a transformers VLM: ``spec`` or ``$RESTORE_R1_VLM_MODEL`` (a registry
+    URI goes through :func:`restore_r1.registry.local_vlm_model` first).
 
     Raises:
         WeightsNotFoundError: nothing given, or the folder or its config.json is missing; the
@@ -197,10 +198,8 @@ def resolve_vlm_model(spec: str | os.PathLike | None = None) -> Path:
     from restore_r1.encoders import resolve_local_model_dir
 
     raw = str(spec) if spec else os.environ.get(VLM_MODEL_ENV, "")
-    if raw.startswith(REGISTRY_SCHEMES):
-        from restore_r1.registry import pull_vlm_model
-
-        return pull_vlm_model(raw)
+    if raw.startswith(REGISTRY_SCHEMES):  # resolved a layer up: restore_r1.registry.local_vlm_model
+        raise WeightsNotFoundError(f"VLM model {raw} is a registry URI: resolve it with restore_r1.registry.local_vlm_model first (restore-r1 commands do)")
     return resolve_local_model_dir(raw, VLM_MODEL_ENV, "VLM planner", VLM_HOW_TO)
 
 

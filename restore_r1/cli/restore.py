@@ -68,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         from restore_r1.agent.inference import Agent
 
-        agent = load_agent(args.policy, judge=args.judge, max_steps=args.max_steps, device=args.device)
+        from restore_r1.registry import local_policy
+
+        agent = load_agent(local_policy(args.policy), judge=args.judge, max_steps=args.max_steps, device=args.device)
         if isinstance(agent, Agent):  # an MLP policy: a bar of its steps on a terminal
             restore = lambda img: agent.restore(img, progress=not args.no_progress and sys.stderr.isatty())  # noqa: E731
         else:

@@ -494,13 +494,13 @@ class ToolModel:
 def policy_folder(model_dir: str | os.PathLike, version: str | int) -> Path:
     """``<model_dir>/<version>/policy`` when it holds a policy, else the library's resolution
     (``$RESTORE_R1_POLICY``, then the packaged default)."""
-    from restore_r1.agent.inference import resolve_policy
     from restore_r1.agent.policy import CONFIG_FILE
+    from restore_r1.registry import local_policy
 
     exported = Path(model_dir) / str(version) / POLICY_SUBDIR
     if (exported / CONFIG_FILE).is_file():
         return exported
-    return resolve_policy(None)
+    return local_policy(None)
 
 
 def load_policy_with_encoder(folder: str | os.PathLike):
