@@ -67,7 +67,6 @@ def run(args: argparse.Namespace) -> int:
         restore = lambda img: client.restore(img, max_steps=args.max_steps)  # noqa: E731
     else:
         from restore_r1.agent.inference import Agent
-
         from restore_r1.registry import local_policy
 
         agent = load_agent(local_policy(args.policy), judge=args.judge, max_steps=args.max_steps, device=args.device)

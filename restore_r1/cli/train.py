@@ -170,7 +170,9 @@ def _train_vlm(args: argparse.Namespace):
         tools = available_tool_map(args.tools)
     from restore_r1.registry import local_vlm_model
 
-    result = train_vlm(args.data, args.out, local_vlm_model(args.vlm_model), judge=create_judge(args.judge), tools=tools, config=config, progress=not args.no_progress)
+    result = train_vlm(
+        args.data, args.out, local_vlm_model(args.vlm_model), judge=create_judge(args.judge), tools=tools, config=config, progress=not args.no_progress
+    )
     return result, tools
 
 

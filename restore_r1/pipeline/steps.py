@@ -176,7 +176,9 @@ def train_step(
             config = VLMTrainConfig.from_dict({**common, **(vlm_options or {})})
             from restore_r1.registry import local_vlm_model
 
-            result = train_vlm(dataset_dir, work_dir or temp, local_vlm_model(vlm_model or None), judge=create_judge(judge), tools=tool_map, config=config, progress=False)
+            result = train_vlm(
+                dataset_dir, work_dir or temp, local_vlm_model(vlm_model or None), judge=create_judge(judge), tools=tool_map, config=config, progress=False
+            )
             parameters = {"planner": planner, "judge": judge, "vlm_model": vlm_model, "tools": list(tool_map), **config.to_dict()}
         if Path(policy_out).exists():
             shutil.rmtree(policy_out)
