@@ -125,8 +125,9 @@ bench: data
 	$(BIN)/python bench/judges_bench.py --out bench/results
 	$(BIN)/python bench/agent_bench.py --out bench/results
 
-# The shipped default policy's recipe (docs/method.md §8: a re-run is not bit-identical): GRPO against the relative judge on
-# one synthetic image per case of each of the corpus's 20 training scenes. About 10 min on 2 cores.
+# The shipped default policy's recipe (docs/method.md §8), reproducing its weights bit for bit: GRPO against the relative
+# judge on one synthetic image per case of each of the corpus's 20 training scenes. 10-25 min on 2 cores; a killed run
+# resumes from its last checkpoint (runs/default_policy) with the same result.
 DEFAULT_POLICY := restore_r1/data/default_policy
 default-policy: data
 	$(BIN)/restore-r1 synth --images $(CORPUS)/train --crop 256 --cases 1-15 --per-case 1 --seed 0 --out data/default_train_corpus --no-progress
