@@ -6,6 +6,10 @@
 DIR is a data set written by ``restore-r1 synth``; only its degraded (``lq``) images are read —
 training sees neither clean images nor degradation labels. A killed run resumes from its last
 checkpoint in ``--out`` (``--no-resume`` starts over).
+
+Data-parallel on several processes or machines (restore_r1.agent.distributed)::
+
+    torchrun --nproc-per-node 2 -m restore_r1.cli train --distributed --data DIR --out DIR ...
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from restore_r1.agent.distributed import BACKENDS
 from restore_r1.cli.common import name_list, non_negative_int, positive_float, positive_int
 
 NAME = "train"
@@ -44,10 +49,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint-every", type=non_negative_int, default=d.checkpoint_every, metavar="N", help=f"updates between checkpoints (default {d.checkpoint_every})"
     )
     parser.add_argument("--no-resume", action="store_true", help="start over even if --out holds a checkpoint")
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over the ranks torchrun launched (each rolls out its share of every batch; "
+        "--out must be storage all ranks see); without it training is one process",
+    )
+    parser.add_argument("--dist-backend", choices=BACKENDS, default="auto", help="torch.distributed backend (default auto: nccl with CUDA, else gloo)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    from restore_r1.agent.distributed import launched_world_size
     from restore_r1.agent.grpo import GRPOConfig
     from restore_r1.agent.inference import available_tool_map
     from restore_r1.agent.trainer import train
@@ -70,16 +83,32 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
     )
     tools = available_tool_map(args.tools)
-    result = train(
-        args.data,
-        args.out,
-        encoder=create_encoder(args.encoder),
-        judge=create_judge(args.judge),
-        tools=tools,
-        config=config,
-        progress=not args.no_progress,
-        resume=not args.no_resume,
-    )
+    collective = None
+    if args.distributed:
+        from restore_r1.agent.distributed import init_from_env
+
+        collective = init_from_env(args.dist_backend)
+    elif launched_world_size() > 1:
+        raise ValueError(f"launched as one of {launched_world_size()} ranks (WORLD_SIZE) without --distributed: every rank would train alone into --out")
+    try:
+        result = train(
+            args.data,
+            args.out,
+            encoder=create_encoder(args.encoder),
+            judge=create_judge(args.judge),
+            tools=tools,
+            config=config,
+            progress=not args.no_progress,
+            resume=not args.no_resume,
+            collective=collective,
+        )
+    finally:
+        if collective is not None:
+            from restore_r1.agent.distributed import shutdown
+
+            shutdown()
+    if collective is not None and collective.rank != 0:
+        return 0
     last = result.records[-1] if result.records else {}
     print(
         f"policy written to {result.policy_dir} ({result.updates} updates"
