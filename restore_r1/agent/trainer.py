@@ -51,6 +51,7 @@ from restore_r1.agent.distributed import (
 from restore_r1.agent.env import EnvCaches, Trajectory, rollout_many
 from restore_r1.agent.grpo import GRPOConfig, StepTerms, group_advantages, grpo_terms, loss_stats
 from restore_r1.agent.policy import Policy, PolicyConfig, load_policy, save_policy
+from restore_r1.agent.train_metrics import TrainingMonitor
 from restore_r1.images import atomic_directory, atomic_write_bytes, check_rgb, image_digest, read_image
 
 #: Files and folders inside ``out_dir``.
@@ -251,11 +252,10 @@ class EpisodeSummary:
         return cls(tuple(traj.rewards), traj.ret, traj.scores[-1], traj.steps, tuple(traj.tools_called))
 
 
-def _hit_rate(comm: Collective, hits: int, misses: int) -> float:
-    """The tool cache's hits / lookups over all ranks (0.0 before any lookup)."""
+def _cache_counts(comm: Collective, hits: int, misses: int) -> tuple[int, int]:
+    """The tool cache's hits and misses summed over all ranks."""
     counts = comm.all_gather((hits, misses))
-    hits, total = sum(h for h, _ in counts), sum(h + m for h, m in counts)
-    return hits / total if total else 0.0
+    return sum(h for h, _ in counts), sum(m for _, m in counts)
 
 
 def _decided_by_main(comm: Collective, fn: Callable[[], object]):
@@ -300,6 +300,7 @@ def train(
     resume: bool = True,
     callback: Callable[[int, dict], None] | None = None,
     collective: Collective | None = None,
+    monitor: TrainingMonitor | None = None,
 ) -> TrainResult:
     """Trains a tool-selection policy with GRPO against ``judge``.
 
@@ -318,6 +319,8 @@ def train(
         collective: data-parallel ranks (:func:`restore_r1.agent.distributed.init_from_env`);
             every rank calls ``train`` with the same arguments and ``out_dir`` on storage they all
             see. None: one process.
+        monitor: live metrics (:class:`restore_r1.agent.train_metrics.PrometheusExporter`),
+            fed by rank 0 after each update and closed at the end.
 
     Returns:
         a :class:`TrainResult`.
@@ -394,6 +397,9 @@ def train(
     records: list[dict] = []
     group = config.group_size
     actor = None if isinstance(comm, SingleProcess) else GlobalBatchActor(comm)
+    monitor = monitor if main else None
+    if monitor is not None:
+        monitor.start(config.updates, start, list(tools), comm.world_size)
     bar = tqdm(total=config.updates, initial=start, disable=not progress or not main, desc="GRPO", unit="update")
     try:
         for update in range(start, config.updates):
@@ -417,6 +423,7 @@ def train(
             )
             stats = grpo_update(policy, ref_policy, optimizer, trajectories, group, config, collective=comm)
             episodes = gather_lists(comm, [EpisodeSummary.of(t) for t in trajectories])
+            hits, misses = _cache_counts(comm, caches.tools.hits, caches.tools.misses)
             record = {
                 "update": update + 1,
                 "mean_reward": float(np.mean([r for t in episodes for r in t.rewards])),
@@ -429,7 +436,7 @@ def train(
                 "clip_frac": stats["clip_frac"],
                 "grad_norm": stats["grad_norm"],
                 "mean_steps": float(np.mean([t.steps for t in episodes])),
-                "tool_cache_hit_rate": _hit_rate(comm, caches.tools.hits, caches.tools.misses),
+                "tool_cache_hit_rate": hits / (hits + misses) if hits + misses else 0.0,
                 "seconds": time.perf_counter() - t0,
             }
             done = update + 1
@@ -441,11 +448,17 @@ def train(
                     fh.write(json.dumps(record) + "\n")
                 if checkpoint:
                     _save_checkpoint(ckpt_root, done, policy, ref_policy, optimizer, config, data_digest, batch_rng, action_gen)
+            if monitor is not None:
+                monitor.observe(record, episodes, hits, misses)
             records.append(record)
             bar.update(1)
             bar.set_postfix(ret=f"{record['mean_return']:.3f}", steps=f"{record['mean_steps']:.2f}", kl=f"{record['kl']:.4f}")
             if callback is not None:
                 callback(update, record)
+    except BaseException:
+        if monitor is not None:
+            monitor.close(linger=False)
+        raise
     finally:
         bar.close()
     check_same_on_all_ranks(comm, parameters_digest(policy), "the final policy")
@@ -453,6 +466,8 @@ def train(
     if main:
         save_policy(policy, policy_dir)
     comm.barrier()  # the policy is on disk before any rank returns
+    if monitor is not None:
+        monitor.close()
     return TrainResult(
         policy=policy,
         out_dir=out_dir,

@@ -10,15 +10,24 @@ checkpoint in ``--out`` (``--no-resume`` starts over).
 Data-parallel on several processes or machines (restore_r1.agent.distributed)::
 
     torchrun --nproc-per-node 2 -m restore_r1.cli train --distributed --data DIR --out DIR ...
+
+Live metrics (restore_r1.agent.train_metrics): ``--metrics-port`` serves ``/metrics`` on rank 0,
+``--pushgateway`` pushes after every update; both also from ``$RESTORE_R1_METRICS_PORT`` and
+``$RESTORE_R1_PUSHGATEWAY``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from restore_r1.agent.distributed import BACKENDS
-from restore_r1.cli.common import name_list, non_negative_int, positive_float, positive_int
+from restore_r1.cli.common import name_list, non_negative_int, port_number, positive_float, positive_int
+
+#: Environment defaults of --metrics-port and --pushgateway (set by the pipeline's TrainJob).
+METRICS_PORT_ENV = "RESTORE_R1_METRICS_PORT"
+PUSHGATEWAY_ENV = "RESTORE_R1_PUSHGATEWAY"
 
 NAME = "train"
 HELP = "train a tool-selection policy with GRPO (reads only the degraded images of a data set)"
@@ -56,6 +65,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out must be storage all ranks see); without it training is one process",
     )
     parser.add_argument("--dist-backend", choices=BACKENDS, default="auto", help="torch.distributed backend (default auto: nccl with CUDA, else gloo)")
+    parser.add_argument(
+        "--metrics-port",
+        type=port_number,
+        default=os.environ.get(METRICS_PORT_ENV) or None,
+        metavar="PORT",
+        help=f"serve live training metrics (Prometheus) on http://ADDR:PORT/metrics from rank 0 (default: ${METRICS_PORT_ENV}, else off)",
+    )
+    parser.add_argument("--metrics-addr", default="0.0.0.0", metavar="ADDR", help="address the metrics server binds (default 0.0.0.0)")
+    parser.add_argument(
+        "--pushgateway",
+        default=os.environ.get(PUSHGATEWAY_ENV) or None,
+        metavar="URL",
+        help=f"push the training metrics to this Prometheus Pushgateway after every update (default: ${PUSHGATEWAY_ENV}, else off)",
+    )
+    parser.add_argument("--metrics-run", metavar="NAME", help="the metrics' run label (default: the name of the --out folder)")
+    parser.add_argument(
+        "--metrics-linger",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="keep serving /metrics S seconds after the last update, so a scrape sees the final values (default 0)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -83,6 +114,19 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
     )
     tools = available_tool_map(args.tools)
+    monitor = None
+    if args.metrics_port is not None or args.pushgateway:
+        from pathlib import Path
+
+        from restore_r1.agent.train_metrics import PrometheusExporter
+
+        monitor = PrometheusExporter(
+            run=args.metrics_run or Path(args.out).resolve().name,
+            port=args.metrics_port,
+            addr=args.metrics_addr,
+            pushgateway=args.pushgateway,
+            linger_s=args.metrics_linger,
+        )
     collective = None
     if args.distributed:
         from restore_r1.agent.distributed import init_from_env
@@ -101,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             resume=not args.no_resume,
             collective=collective,
+            monitor=monitor,
         )
     finally:
         if collective is not None:
