@@ -31,6 +31,9 @@ from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
 
+#: Environment defaults of ``restore-r1 train --metrics-port`` / ``--pushgateway`` (the pipeline's TrainJob sets them).
+METRICS_PORT_ENV = "RESTORE_R1_METRICS_PORT"
+PUSHGATEWAY_ENV = "RESTORE_R1_PUSHGATEWAY"
 #: Prefix of every training metric.
 PREFIX = "restore_r1_train_"
 #: Label on every series: the run's name.

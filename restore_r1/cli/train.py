@@ -23,11 +23,8 @@ import json
 import os
 
 from restore_r1.agent.distributed import BACKENDS
+from restore_r1.agent.train_metrics import METRICS_PORT_ENV, PUSHGATEWAY_ENV
 from restore_r1.cli.common import name_list, non_negative_int, port_number, positive_float, positive_int
-
-#: Environment defaults of --metrics-port and --pushgateway (set by the pipeline's TrainJob).
-METRICS_PORT_ENV = "RESTORE_R1_METRICS_PORT"
-PUSHGATEWAY_ENV = "RESTORE_R1_PUSHGATEWAY"
 
 NAME = "train"
 HELP = "train a tool-selection policy with GRPO (reads only the degraded images of a data set)"
@@ -37,7 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from restore_r1.agent.grpo import GRPOConfig
 
     d = GRPOConfig()
-    parser.add_argument("--data", metavar="DIR", required=True, help="data set folder written by `restore-r1 synth`")
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        required=True,
+        help="data set folder written by `restore-r1 synth`, or an s3://bucket/prefix the pipeline staged one to (its manifest and degraded images)",
+    )
     parser.add_argument("--out", metavar="DIR", required=True, help="run folder (log, checkpoints, final policy/)")
     parser.add_argument("--judge", default="default", help="reward judge (default: the offline default; see bench/results/judges.md)")
     parser.add_argument("--encoder", default="stats", help="frozen image encoder (default: stats)")
@@ -58,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint-every", type=non_negative_int, default=d.checkpoint_every, metavar="N", help=f"updates between checkpoints (default {d.checkpoint_every})"
     )
     parser.add_argument("--no-resume", action="store_true", help="start over even if --out holds a checkpoint")
+    parser.add_argument("--export", metavar="URI", help="at the end, copy policy/ and train_log.jsonl to this folder or s3://bucket/prefix (rank 0)")
     parser.add_argument(
         "--distributed",
         action="store_true",
@@ -90,15 +93,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def run(args: argparse.Namespace) -> int:
-    from restore_r1.agent.distributed import launched_world_size
+def config_from_args(args: argparse.Namespace):
+    """The :class:`~restore_r1.agent.grpo.GRPOConfig` the options give."""
     from restore_r1.agent.grpo import GRPOConfig
-    from restore_r1.agent.inference import available_tool_map
-    from restore_r1.agent.trainer import train
-    from restore_r1.encoders import create_encoder
-    from restore_r1.judges import create_judge
 
-    config = GRPOConfig(
+    return GRPOConfig(
         group_size=args.group,
         updates=args.steps,
         batch_images=args.batch_images,
@@ -113,6 +112,16 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    from restore_r1.agent.distributed import launched_world_size
+    from restore_r1.agent.inference import available_tool_map
+    from restore_r1.agent.trainer import train
+    from restore_r1.encoders import create_encoder
+    from restore_r1.judges import create_judge
+
+    config = config_from_args(args)
     tools = available_tool_map(args.tools)
     monitor = None
     if args.metrics_port is not None or args.pushgateway:
@@ -127,6 +136,14 @@ def run(args: argparse.Namespace) -> int:
             pushgateway=args.pushgateway,
             linger_s=args.metrics_linger,
         )
+    data, staged = args.data, None
+    if "://" in args.data:
+        import tempfile
+
+        from restore_r1.pipeline.trainjob import fetch_dataset
+
+        staged = tempfile.mkdtemp(prefix="restore-r1-data-")
+        data = str(fetch_dataset(args.data, staged))
     collective = None
     if args.distributed:
         from restore_r1.agent.distributed import init_from_env
@@ -136,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"launched as one of {launched_world_size()} ranks (WORLD_SIZE) without --distributed: every rank would train alone into --out")
     try:
         result = train(
-            args.data,
+            data,
             args.out,
             encoder=create_encoder(args.encoder),
             judge=create_judge(args.judge),
@@ -152,8 +169,16 @@ def run(args: argparse.Namespace) -> int:
             from restore_r1.agent.distributed import shutdown
 
             shutdown()
+        if staged is not None:
+            import shutil
+
+            shutil.rmtree(staged, ignore_errors=True)
     if collective is not None and collective.rank != 0:
         return 0
+    if args.export:
+        from restore_r1.pipeline.trainjob import export_run
+
+        export_run(result.out_dir, args.export)
     last = result.records[-1] if result.records else {}
     print(
         f"policy written to {result.policy_dir} ({result.updates} updates"

@@ -120,29 +120,71 @@ def train_step(
     batch_images: int,
     seed: int,
     work_dir: str | os.PathLike | None = None,
+    nodes: int = 1,
+    gpus_per_node: int = 1,
+    trainjob: dict[str, Any] | None = None,
+    pushgateway: str = "",
+    run_name: str = "",
+    client=None,
 ) -> dict[str, Any]:
     """GRPO training on a data set's degraded images -> policy folder ``policy_out`` + ``train_log.jsonl`` at ``log_out``.
+
+    One process here, unless the run asks for more than one node or GPU
+    (:func:`restore_r1.pipeline.trainjob.wants_trainjob`): then a Kubeflow Trainer TrainJob runs it
+    (:func:`restore_r1.pipeline.trainjob.run_trainjob`).
 
     Args:
         tools: comma-separated tool names, or "" for every available tool.
         work_dir: run folder for checkpoints (default: a temporary folder, removed after).
+        nodes, gpus_per_node: what the run asks for.
+        trainjob: the TrainJob's settings, the :class:`~restore_r1.pipeline.trainjob.TrainJobRequest`
+            fields besides name, nodes, GPUs and train_args, plus ``run_id`` (names the TrainJob)
+            and optionally ``namespace``; needed only for a TrainJob.
+        pushgateway: push live training metrics there after every update ("" for none).
+        run_name: the metrics' run label (default: the TrainJob's name, else "pipeline").
+        client: a ``kubeflow.trainer.TrainerClient`` (tests); None: the pod's cluster.
 
     Returns:
         ``{"parameters": {...}, "final": last log record}``.
     """
     from restore_r1.agent.grpo import GRPOConfig
     from restore_r1.agent.inference import available_tool_map
-    from restore_r1.agent.trainer import train
-    from restore_r1.encoders import create_encoder
-    from restore_r1.judges import create_judge
 
     config = GRPOConfig(
         group_size=group_size, updates=steps, max_steps=max_steps, batch_images=batch_images, seed=seed, checkpoint_every=max(1, steps // 5) if steps else 0
     )
     tool_map = available_tool_map(_split_names(tools) or None)
+    parameters = {"judge": judge, "encoder": encoder, "tools": list(tool_map), **config.to_dict()}
+    from restore_r1.pipeline.trainjob import wants_trainjob
+
+    if wants_trainjob(nodes, gpus_per_node):
+        records = _train_as_trainjob(
+            dataset_dir, policy_out, log_out, config, judge, encoder, list(tool_map), nodes, gpus_per_node, trainjob, pushgateway, client
+        )
+        parameters["trainjob"] = {"nodes": nodes, "gpus_per_node": gpus_per_node, "runtime": (trainjob or {}).get("runtime", "")}
+        return {"parameters": parameters, "final": records[-1] if records else {}}
+
+    from restore_r1.agent.trainer import train
+    from restore_r1.encoders import create_encoder
+    from restore_r1.judges import create_judge
+
+    monitor = None
+    if pushgateway:
+        from restore_r1.agent.train_metrics import PrometheusExporter
+
+        monitor = PrometheusExporter(run=run_name or "pipeline", pushgateway=pushgateway)
     temp = None if work_dir is not None else tempfile.mkdtemp(prefix="restore-r1-train-")
     try:
-        result = train(dataset_dir, work_dir or temp, encoder=create_encoder(encoder), judge=create_judge(judge), tools=tool_map, config=config, progress=False)
+        result = train(
+            dataset_dir,
+            work_dir or temp,
+            encoder=create_encoder(encoder),
+            judge=create_judge(judge),
+            tools=tool_map,
+            config=config,
+            progress=False,
+            monitor=monitor,
+        )
         if Path(policy_out).exists():
             shutil.rmtree(policy_out)
         shutil.copytree(result.policy_dir, policy_out)
@@ -151,8 +193,44 @@ def train_step(
     finally:
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
-    parameters = {"judge": judge, "encoder": encoder, "tools": list(tool_map), **config.to_dict()}
     return {"parameters": parameters, "final": result.records[-1] if result.records else {}}
+
+
+def train_cli_args(config, judge: str, encoder: str, tools: list[str]) -> list[str]:
+    """The ``restore-r1 train`` options that give ``config`` (and judge, encoder, tools)."""
+    from restore_r1.agent.grpo import GRPOConfig
+
+    default = GRPOConfig()
+    differs = {k for k, v in config.to_dict().items() if v != default.to_dict()[k]}
+    supported = {"group_size", "updates", "batch_images", "max_steps", "seed", "checkpoint_every", "update_epochs", "lr", "clip_eps", "kl_beta"}
+    supported |= {"entropy_coef", "tool_cost", "forbid_cycle"}
+    if differs - supported:
+        raise ValueError(f"GRPO settings {sorted(differs - supported)} have no restore-r1 train option")
+    args = ["--judge", judge, "--encoder", encoder, "--tools", ",".join(tools)]
+    args += ["--group", str(config.group_size), "--steps", str(config.updates), "--batch-images", str(config.batch_images)]
+    args += ["--max-steps", str(config.max_steps), "--seed", str(config.seed), "--checkpoint-every", str(config.checkpoint_every)]
+    args += ["--epochs", str(config.update_epochs), "--lr", repr(config.lr), "--clip-eps", repr(config.clip_eps), "--kl-beta", repr(config.kl_beta)]
+    args += ["--entropy-coef", repr(config.entropy_coef), "--tool-cost", repr(config.tool_cost)]
+    return args + (["--forbid-cycle"] if config.forbid_cycle else [])
+
+
+def _train_as_trainjob(dataset_dir, policy_out, log_out, config, judge, encoder, tools, nodes, gpus_per_node, trainjob, pushgateway, client) -> list[dict]:
+    from restore_r1.pipeline.trainjob import TrainJobRequest, run_trainjob, trainjob_name
+
+    settings = dict(trainjob or {})
+    run_id = settings.pop("run_id", "")
+    namespace = settings.pop("namespace", None) or None
+    if not run_id:
+        raise ValueError(f"{nodes} node(s) x {gpus_per_node} GPU(s) runs as a TrainJob, which needs the pipeline run id (trainjob['run_id'])")
+    request = TrainJobRequest(
+        name=trainjob_name(run_id),
+        num_nodes=nodes,
+        gpus_per_node=gpus_per_node,
+        train_args=tuple(train_cli_args(config, judge, encoder, tools)),
+        pushgateway=pushgateway,
+        **settings,
+    )
+    return run_trainjob(dataset_dir, policy_out, log_out, request, client=client, namespace=namespace)
 
 
 def evaluation_config(
