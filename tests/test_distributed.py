@@ -190,20 +190,6 @@ def test_distributed_flag_needs_torchrun_and_torchrun_needs_the_flag(tmp_path, m
 
 
 # ----------------------------------------------------------------------------- real torchrun
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    """Six 64-pixel degraded crops (cases 1 and 4 of three scikit-image photos)."""
-    from restore_r1.cleanimages import load_clean
-    from restore_r1.cli import main
-    from restore_r1.images import write_image
-
-    root = tmp_path_factory.mktemp("dist-data")
-    for name in ("astronaut", "chelsea", "motorcycle_left"):
-        write_image(root / "photos" / f"{name}.png", load_clean(name))
-    assert main(["synth", "--images", str(root / "photos"), "--crop", "64", "--cases", "1,4", "--out", str(root / "data"), "--no-progress"]) == 0
-    return root / "data"
-
-
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in d.TORCHRUN_ENV}
     return {**env, "PYTHONPATH": str(ROOT), **extra}
@@ -226,13 +212,13 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_data, tmp_path_factory) -> dict[str, Path]:
+def runs(tiny_train_data, tmp_path_factory) -> dict[str, Path]:
     """The same training as one process (in this process) and as 2 torchrun ranks."""
     from restore_r1.cli import main
 
     root = tmp_path_factory.mktemp("dist-runs")
-    assert main(["train", "--data", str(tiny_data), "--out", str(root / "one"), *TINY_TRAIN]) == 0
-    proc = _torchrun(2, root / "two", tiny_data)
+    assert main(["train", "--data", str(tiny_train_data), "--out", str(root / "one"), *TINY_TRAIN]) == 0
+    proc = _torchrun(2, root / "two", tiny_train_data)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {"one": root / "one", "two": root / "two"}
 
@@ -255,10 +241,10 @@ def test_two_ranks_train_the_policy_of_one_process(runs):
 
 
 @pytest.mark.slow
-def test_a_killed_rank_restarts_the_job_which_resumes_to_the_same_weights(runs, tiny_data, tmp_path):
+def test_a_killed_rank_restarts_the_job_which_resumes_to_the_same_weights(runs, tiny_train_data, tmp_path):
     marker = tmp_path / "killed"
     env = _env(KILL_RANK="1", KILL_AFTER_UPDATE="3", KILL_MARKER=str(marker))
-    proc = _torchrun(2, tmp_path / "run", tiny_data, "--max-restarts", "1", env=env)
+    proc = _torchrun(2, tmp_path / "run", tiny_train_data, "--max-restarts", "1", env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert marker.read_text() == "rank 1 killed after update 3\n"
     # every rank of the restarted attempt resumed from the checkpoint of update 2 (the log line of
