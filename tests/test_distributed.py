@@ -7,8 +7,9 @@ The 2-rank tolerance, and why: the episodes are the same (actions are sampled on
 batch with the shared generator, so the draws are those of one process), but the gradient of the
 global loss is summed as two partial sums plus an all-reduce instead of one sum, and each rank's
 MLP runs on a batch of other rows; both round differently in float32, and Adam's m/√v carries
-the difference on. After 4 updates the weights differ by ~2e-7 (measured: see the report in the
-test's assertion message); the test allows WEIGHT_ATOL = 1e-5, and identical episodes.
+the difference on. Measured on this test's run: weights (|w| <= 0.15) within 3e-8, logged loss
+within 1e-6 relative; the test allows WEIGHT_ATOL = 1e-5 and STATS_RTOL = 1e-4, and requires
+identical episodes.
 """
 
 from __future__ import annotations
@@ -155,14 +156,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_world_size_one_through_torch_distributed_is_the_plain_trainer(tmp_path, monkeypatch):
+NCCL = pytest.param("nccl", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="NCCL needs a CUDA device")])
+
+
+@pytest.mark.parametrize("backend", ["gloo", NCCL])
+def test_world_size_one_through_torch_distributed_is_the_plain_trainer(tmp_path, monkeypatch, backend):
     cfg = toy_config(updates=4, batch_images=3, group_size=4, checkpoint_every=2)
     plain = train(toy_images(), tmp_path / "plain", ToyEncoder(), ToyJudge(), TOOLS, cfg, progress=False)
     for name, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}.items():
         monkeypatch.setenv(name, value)
-    collective = d.init_from_env("gloo")
+    collective = d.init_from_env(backend)
     try:
-        assert isinstance(collective, d.TorchCollective) and collective.world_size == 1
+        assert isinstance(collective, d.TorchCollective) and collective.world_size == 1 and collective.backend == backend
         dist = train(toy_images(), tmp_path / "dist", ToyEncoder(), ToyJudge(), TOOLS, cfg, progress=False, collective=collective)
     finally:
         d.shutdown()

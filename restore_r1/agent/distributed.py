@@ -1,6 +1,6 @@
 """Data-parallel GRPO over ``torch.distributed``: the ranks, their share of a batch, the collectives.
 
-The scheme (docs/method.md §9), for world size W:
+The scheme (docs/method.md §1.5), for world size W:
 
 1. **Same global batch.** Every rank draws the batch's images from the same numpy Generator
    (``seed + 1``) and rolls out one contiguous block of its groups (:func:`shard`): concatenated
