@@ -33,7 +33,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -182,7 +182,7 @@ def init_from_env(backend: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S) -
     device = torch.device("cpu")
     if backend == "nccl":
         device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
+        torch.cuda.set_device(device)  # also where this rank's neural tools run ("cuda" = the current device)
     timeout = datetime.timedelta(seconds=timeout_s)
     if not dist.is_initialized():
         rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -272,7 +272,7 @@ def all_reduce_gradients(parameters: Iterable[torch.nn.Parameter], collective: C
     A parameter without a gradient on this rank contributes zeros (and gets the others' sum).
     """
     params = list(parameters)
-    if collective.world_size == 1 and isinstance(collective, SingleProcess):
+    if isinstance(collective, SingleProcess):
         return
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     flat = torch.cat([g.reshape(-1) for g in grads])
@@ -314,8 +314,3 @@ def gather_lists(collective: Collective, items: list) -> list:
     if isinstance(collective, SingleProcess):
         return list(items)
     return [x for part in collective.all_gather(items) for x in part]
-
-
-def main_only(collective: Collective, fn: Callable[[], Any]) -> Any:
-    """``fn()`` on rank 0 only; the others get None."""
-    return fn() if collective.rank == 0 else None
