@@ -31,14 +31,22 @@ def synthesize(images_uri: str, cases: str, per_case: int, seed: int, crop: int,
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def train_grpo(dataset: Input[Dataset], judge: str, encoder: str, tools: str, group_size: int, steps: int, max_steps: int,
-               batch_images: int, seed: int, planner: str, vlm_model: str, vlm_options: dict, policy: Output[Model],
-               training_log: Output[Artifact], metrics: Output[Metrics]):
-    """GRPO training on the data set's degraded images -> policy checkpoint (an MLP policy or a VLM planner) + training log."""
+               batch_images: int, seed: int, planner: str, vlm_model: str, vlm_options: dict, train_nodes: int,
+               train_gpus_per_node: int, trainjob_image: str, trainjob_runtime: str, train_work_uri: str, train_volume: str,
+               accelerator_type: str, gpu_node_selector: dict, gpu_tolerations: list, s3_endpoint: str, s3_secret: str,
+               train_metrics_port: int, pushgateway: str, run_id: str, policy: Output[Model], training_log: Output[Artifact],
+               metrics: Output[Metrics]):
+    """GRPO training on the data set's degraded images -> policy checkpoint (an MLP policy or a VLM planner) + training
+    log (in this pod, or as a Kubeflow Trainer TrainJob when an MLP run asks for more than one node or GPU)."""
     from restore_r1.pipeline.steps import train_step
 
+    trainjob = {"run_id": run_id, "image": trainjob_image, "runtime": trainjob_runtime, "work_uri": train_work_uri, "volume": train_volume,
+                "gpu_resource": accelerator_type, "node_selector": gpu_node_selector, "tolerations": gpu_tolerations,
+                "s3_endpoint": s3_endpoint, "s3_secret": s3_secret, "metrics_port": train_metrics_port}
     out = train_step(dataset.path, policy.path, training_log.path, judge=judge, encoder=encoder, tools=tools, group_size=group_size,
                      steps=steps, max_steps=max_steps, batch_images=batch_images, seed=seed, planner=planner, vlm_model=vlm_model,
-                     vlm_options=vlm_options)
+                     vlm_options=vlm_options, nodes=train_nodes, gpus_per_node=train_gpus_per_node, trainjob=trainjob,
+                     pushgateway=pushgateway, run_name=run_id)
     import json
 
     # "parameters" is for the UI; KFP metadata turns every number into a float, so the registry

@@ -9,7 +9,10 @@ registered like a policy but not exported: the Triton repository serves MLP poli
 
 Every parameter shows in the KFP UI's "Create run" form with the default below. The training
 step asks for an accelerator (type and count), a node selector and tolerations; all four are
-pipeline parameters, so a run can change them. The S3/MinIO credentials of the registry come
+pipeline parameters, so a run can change them. A run that asks for more than one node
+(``train_nodes``) or GPU (``train_gpus_per_node``) trains as a Kubeflow Trainer TrainJob that the
+training step launches and waits for (restore_r1/pipeline/trainjob.py; docs/kubeflow.md); the
+step then only waits, so set ``accelerator_limit`` to 0 for such runs. The S3/MinIO credentials of the registry come
 from a Kubernetes secret (default: KFP's own ``mlpipeline-minio-artifact``) as AWS_* variables.
 ``kfp.local`` ignores these Kubernetes settings, so ``make pipeline`` runs this same function.
 """
@@ -18,6 +21,7 @@ from a Kubernetes secret (default: KFP's own ``mlpipeline-minio-artifact``) as A
 from kfp import dsl, kubernetes
 
 from components import evaluate, export_serving, gate, register, synthesize, train_grpo
+from components.image import IMAGE
 
 PIPELINE_NAME = "restore-r1-training"
 #: Default registry: a prefix of the bucket that Kubeflow Pipelines' MinIO already has.
@@ -31,6 +35,8 @@ DEFAULT_GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
 DEFAULT_GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 DEFAULT_EVAL_METHODS = "input,random,fixed,exploration,oracle,policy"
 DEFAULT_EVAL_METRICS = "psnr,ssim,lpips,maniqa,clipiqa,musiq,deqa,niqe,piqe"
+#: Where a TrainJob's data set and result travel between the step and the trainer pods.
+DEFAULT_TRAIN_WORK_URI = "s3://mlpipeline/restore-r1/trainjobs"
 
 
 @dsl.pipeline(name=PIPELINE_NAME, description="Synthesise degraded data, train a Restore-R1 policy with GRPO, evaluate it, "
@@ -69,11 +75,24 @@ def restore_r1_training(
     accelerator_limit: int = 1,
     gpu_node_selector: dict = DEFAULT_GPU_NODE_SELECTOR,
     gpu_tolerations: list = DEFAULT_GPU_TOLERATIONS,
+    train_nodes: int = 1,
+    train_gpus_per_node: int = 1,
+    trainjob_runtime: str = "torch-distributed",
+    trainjob_image: str = IMAGE,
+    train_work_uri: str = DEFAULT_TRAIN_WORK_URI,
+    train_volume: str = "",
+    train_metrics_port: int = 0,
+    pushgateway: str = "",
 ):
     synth = synthesize(images_uri=images_uri, cases=cases, per_case=per_case, seed=seed, crop=crop).set_display_name("synthesize")
     train = train_grpo(dataset=synth.outputs["dataset"], judge=judge, encoder=encoder, tools=tools, group_size=group_size,
                        steps=steps, max_steps=max_steps, batch_images=batch_images, seed=seed, planner=planner, vlm_model=vlm_model,
-                       vlm_options=vlm_options).set_display_name("train_grpo")
+                       vlm_options=vlm_options, train_nodes=train_nodes, train_gpus_per_node=train_gpus_per_node,
+                       trainjob_image=trainjob_image, trainjob_runtime=trainjob_runtime, train_work_uri=train_work_uri,
+                       train_volume=train_volume, accelerator_type=accelerator_type, gpu_node_selector=gpu_node_selector,
+                       gpu_tolerations=gpu_tolerations, s3_endpoint=s3_endpoint, s3_secret=s3_secret,
+                       train_metrics_port=train_metrics_port, pushgateway=pushgateway,
+                       run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER).set_display_name("train_grpo")
     train.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_limit)
     kubernetes.add_node_selector_json(train, node_selector_json=gpu_node_selector)
     kubernetes.add_toleration_json(train, toleration_json=gpu_tolerations)
@@ -82,7 +101,7 @@ def restore_r1_training(
     decision = gate(results=ev.outputs["results"], registry=registry, model_name=model_name, metric=gate_metric,
                     min_delta=gate_min_delta, s3_endpoint=s3_endpoint).set_display_name("gate")
     decision.set_caching_options(False)  # production may have moved since an identical run
-    registry_tasks = [synth, ev, decision]
+    registry_tasks = [synth, train, ev, decision]  # train: the TrainJob's data and result go through S3
     with dsl.If(decision.outputs["Output"] == True, name="beats-production"):  # noqa: E712 (KFP condition syntax)
         reg = register(policy=train.outputs["policy"], results=ev.outputs["results"], dataset=synth.outputs["dataset"],
                        registry=registry, model_name=model_name, promote=promote, s3_endpoint=s3_endpoint,

@@ -308,3 +308,45 @@ def test_network_policy_lets_the_test_pod_in_when_clients_are_restricted():
     api_from = policy["spec"]["ingress"][0]["from"]
     assert api_from[0] == peers[0]
     assert api_from[1] == {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "restore-r1-test", "app.kubernetes.io/instance": "restore-r1"}}}
+
+
+# ------------------------------------------------------------------ training metrics and board
+def test_training_podmonitor_is_off_by_default(rendered):
+    for which in VALUE_SETS:
+        assert not chart.by_kind(rendered[which], "PodMonitor")
+
+
+def test_training_podmonitor_scrapes_rank_zero_of_the_pipelines_trainjobs():
+    from restore_r1.pipeline import trainjob
+
+    monitor = chart.one(chart.render({"trainingMonitor": {"enabled": True, "namespaces": ["team-a", "team-b"], "port": 9500}}), "PodMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1" and monitor["metadata"]["name"] == "restore-r1-training"
+    spec = monitor["spec"]
+    # the labels the launcher puts on every TrainJob pod, and nothing that also matches Triton's pods
+    assert spec["selector"]["matchLabels"] == trainjob.TRAINER_POD_LABELS
+    triton_pod = chart.one(chart.render(), "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert not spec["selector"]["matchLabels"].items() <= triton_pod.items()
+    assert spec["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+    (endpoint,) = spec["podMetricsEndpoints"]
+    assert endpoint["portNumber"] == 9500 and endpoint["path"] == "/metrics"
+    (keep,) = endpoint["relabelings"]
+    assert keep == {"action": "keep", "sourceLabels": ["__meta_kubernetes_pod_label_batch_kubernetes_io_job_completion_index"], "regex": "0"}
+    default_ns = chart.one(chart.render({"trainingMonitor": {"enabled": True}}), "PodMonitor")
+    assert default_ns["spec"]["namespaceSelector"] == {"matchNames": [chart.TEST_NAMESPACE]}
+    assert default_ns["spec"]["podMetricsEndpoints"][0]["portNumber"] == trainjob.DEFAULT_METRICS_PORT
+
+
+def test_training_podmonitor_needs_its_crd_and_a_valid_port():
+    with pytest.raises(chart.ChartError, match="trainingMonitor.enabled=true needs the Prometheus Operator CRD monitoring.coreos.com/v1/PodMonitor"):
+        chart.render({**OFF, "trainingMonitor": {"enabled": True}}, api_versions=())
+    for bad in ({"port": 0}, {"port": "9400"}, {"namespaces": ["Team_A"]}, {"interval": "15"}):
+        with pytest.raises(chart.ChartError):
+            chart.render({"trainingMonitor": {"enabled": True, **bad}})
+
+
+def test_training_dashboard_ships_beside_the_serving_one(rendered):
+    (cm,) = [c for c in chart.by_kind(rendered["default"], "ConfigMap") if c["metadata"]["name"].endswith("-dashboard")]
+    shipped = json.loads((chart.CHART_DIR / "dashboards" / "restore-r1-training.json").read_text())
+    assert json.loads(cm["data"]["restore-r1-training.json"]) == shipped and shipped["uid"] == "restore-r1-training"
+    (off,) = [c for c in chart.by_kind(chart.render({"dashboard": {"training": False}}), "ConfigMap") if c["metadata"]["name"].endswith("-dashboard")]
+    assert list(off["data"]) == ["restore-r1.json"]

@@ -193,3 +193,65 @@ def test_grafana_variables_are_replaced_or_refused():
     assert prometheus.grafana_query(expr, {"job": "(j)", "model": "(m)"}, "1m") == 'rate(x{job=~"(j)", model=~"(m)"}[1m])'
     with pytest.raises(ValueError, match=r"unknown Grafana variable \$model in"):
         prometheus.grafana_query(expr, {"job": "(j)"}, "1m")
+
+
+# ------------------------------------------------------------------------------ training board
+TRAINING_FILE = chart.CHART_DIR / "dashboards" / "restore-r1-training.json"
+
+
+@pytest.fixture(scope="module")
+def training_board() -> dict:
+    return json.loads(TRAINING_FILE.read_text())
+
+
+def test_committed_training_dashboard_is_generated():
+    assert TRAINING_FILE.read_text() == dashboard.dashboard_text(dashboard.TRAINING), (
+        "regenerate: python -m restore_r1.deploy.dashboard --training charts/restore-r1/dashboards/restore-r1-training.json"
+    )
+
+
+def test_training_board_is_its_own_dashboard_with_templated_datasource(training_board, board):
+    assert training_board["uid"] == "restore-r1-training" != board["uid"] and training_board["title"] == "Restore-R1 training"
+    variables = {v["name"]: v for v in training_board["templating"]["list"]}
+    assert list(variables) == ["datasource", "job", "run"] and variables["datasource"]["type"] == "datasource"
+    for panel in training_board["panels"]:
+        if panel["type"] != "row":
+            assert panel["datasource"]["uid"] == "${datasource}"
+            for target in panel["targets"]:
+                assert target["datasource"]["uid"] == "${datasource}"
+                assert 'job=~"$job"' in target["expr"] and 'run=~"$run"' in target["expr"], target["expr"]
+    ids = [p["id"] for p in training_board["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_training_panels_cover_the_issue(training_board):
+    from restore_r1.agent import train_metrics as tm
+
+    used_by_title = {p["title"]: set().union(*(promql.metric_names(t["expr"]) for t in p["targets"])) for p in training_board["panels"] if p["type"] != "row"}
+    wanted = {
+        "Episode reward": {tm.REWARD_MEAN, tm.REWARD_STD},
+        "Advantage std": {tm.ADVANTAGE_STD},
+        "KL to the reference policy": {tm.KL},
+        "Entropy": {tm.ENTROPY},
+        "Tool calls per episode": {tm.MEAN_STEPS},
+        "Tool-call mix": {tm.TOOL_CALLS_TOTAL},
+        "Rollouts per second": {tm.ROLLOUTS_TOTAL},
+        "Tool-cache hit rate": {tm.TOOL_CACHE_LOOKUPS_TOTAL},
+        "Seconds per update": {tm.UPDATE_SECONDS + "_sum", tm.UPDATE_SECONDS + "_count", tm.UPDATE_SECONDS + "_bucket"},
+    }
+    for title, names in wanted.items():
+        assert used_by_title[title] == names, title
+
+
+def test_training_expressions_parse_and_name_only_exported_metrics(training_board):
+    from restore_r1.agent import train_metrics as tm
+
+    exprs = promql.dashboard_expressions(training_board)
+    assert len(exprs) >= 15
+    used = set().union(*(promql.metric_names(e) for e in exprs))
+    assert promql.unknown_names(used, tm.sample_names()) == set()
+    assert promql.unknown_names(used | {"restore_r1_train_reward_men"}, tm.sample_names()) == {"restore_r1_train_reward_men"}
+
+
+def test_training_dashboard_satisfies_grafana_schema(training_board, tmp_path):
+    assert grafana_schema.typecheck(training_board, tmp_path) == []

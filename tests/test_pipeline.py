@@ -205,7 +205,14 @@ def test_compiled_pipeline_contents():
     assert "accelerator_type" in train["resourceType"] and "accelerator_limit" in train["resourceCount"]
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert "nodeSelector" in k8s["exec-train-grpo"] and "tolerations" in k8s["exec-train-grpo"]
-    assert all("secretAsEnv" in k8s[f"exec-{t}"] for t in ("gate", "register", "export-serving"))
+    assert all("secretAsEnv" in k8s[f"exec-{t}"] for t in ("gate", "register", "export-serving", "train-grpo"))
+    # distributed training is asked for by parameters; the default is one process in the step's pod
+    for name, default in {"train_nodes": 1, "train_gpus_per_node": 1, "train_volume": "", "train_metrics_port": 0, "pushgateway": ""}.items():
+        assert params[name]["defaultValue"] == default, name
+    assert params["trainjob_runtime"]["defaultValue"] == "torch-distributed" and params["trainjob_image"]["defaultValue"] == DEFAULT_IMAGE
+    train_inputs = spec["root"]["dag"]["tasks"]["train-grpo"]["inputs"]["parameters"]
+    assert train_inputs["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+    assert {"train_nodes", "train_gpus_per_node", "train_work_uri", "train_volume", "accelerator_type"} <= set(train_inputs)
     tasks = spec["root"]["dag"]["tasks"]
     assert {"synthesize", "train-grpo", "evaluate", "gate", "condition-1"} <= set(tasks)
     condition = tasks["condition-1"]["triggerPolicy"]["condition"]

@@ -231,6 +231,7 @@ def rollout_many(
     max_steps: int | None = None,
     timings: dict[str, float] | None = None,
     on_step: Callable[[str], None] | None = None,
+    lockstep=None,
 ) -> list[Trajectory]:
     """Runs one episode per start image, in lockstep (one encoder and one judge batch per step).
 
@@ -255,6 +256,11 @@ def rollout_many(
             ``"judge"`` and ``"tool:NAME"`` (where an episode's time goes).
         on_step: called with the action's name (a tool or ``"STOP"``) after each decision of
             the first episode (a progress bar).
+        lockstep: decides every step together with other processes
+            (:class:`restore_r1.agent.distributed.GlobalBatchActor`): its ``act(policy, features,
+            histories, greedy, generator)`` returns this process's rows of the decision, or None
+            once no process has a running episode; it is called at each step, also when this
+            process has none left. None: the policy decides on these episodes alone.
 
     Returns:
         one :class:`Trajectory` per start image, in order.
@@ -278,15 +284,22 @@ def rollout_many(
     with clock("judge"):
         scores: list[list[float]] = [[s] for s in caches.scores.get_many(list(zip(starts, current)), [score_key(judge, d, d) for d in start_digests])]
     active = list(range(n))
-    while active:
+    while active or lockstep is not None:
         # The decision at step max_steps can only be STOP (log-prob 0): end without asking.
         active = [i for i in active if len(actions[i]) < limit]
-        if not active:
+        if not active and lockstep is None:
             break
         with clock("encoder"):
-            batch_feats = caches.features.get_many([current[i] for i in active], [digests[i] for i in active])
+            batch_feats = caches.features.get_many([current[i] for i in active], [digests[i] for i in active]) if active else []
         with torch.no_grad(), clock("policy"):
-            chosen, logp = policy.act(np.stack(batch_feats), [actions[i] for i in active], greedy=greedy, generator=generator)
+            if lockstep is None:
+                chosen, logp = policy.act(np.stack(batch_feats), [actions[i] for i in active], greedy=greedy, generator=generator)
+            else:
+                stacked = np.stack(batch_feats) if batch_feats else np.zeros((0, cfg.feature_dim), np.float32)
+                decided = lockstep.act(policy, stacked, [actions[i] for i in active], greedy, generator)
+                if decided is None:
+                    break
+                chosen, logp = decided
         moved = []
         for j, i in enumerate(active):
             a = int(chosen[j])

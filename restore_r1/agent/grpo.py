@@ -142,6 +142,56 @@ def kl_k3(logp_new: torch.Tensor, logp_ref: torch.Tensor) -> torch.Tensor:
     return torch.exp(log_ratio) - log_ratio - 1.0
 
 
+@dataclass
+class StepTerms:
+    """The per-step terms of the loss, each float [N] (``ratio`` etc. as in the module docstring).
+
+    ``per_step`` = -surrogate + β·kl - entropy_coef·entropy carries the gradient; the loss is its
+    weighted sum. Data-parallel ranks each hold the rows of their own trajectories.
+    """
+
+    ratio: torch.Tensor
+    surrogate: torch.Tensor
+    kl: torch.Tensor
+    entropy: torch.Tensor
+    per_step: torch.Tensor
+
+
+def grpo_terms(
+    logp_new: torch.Tensor,
+    logp_old: torch.Tensor,
+    logp_ref: torch.Tensor,
+    advantages: torch.Tensor,
+    entropy: torch.Tensor,
+    clip_eps: float,
+    kl_beta: float,
+    entropy_coef: float,
+) -> StepTerms:
+    """The per-step terms of :func:`grpo_loss` (same arguments, without the weights)."""
+    n = logp_new.shape[0]
+    if not (logp_old.shape[0] == logp_ref.shape[0] == advantages.shape[0] == entropy.shape[0] == n):
+        raise ValueError("grpo_loss: all per-step tensors must have the same length")
+    ratio = policy_ratio(logp_new, logp_old)
+    surrogate = clipped_surrogate(ratio, advantages, clip_eps)
+    kl = kl_k3(logp_new, logp_ref)
+    per_step = -surrogate + kl_beta * kl - entropy_coef * entropy
+    return StepTerms(ratio=ratio, surrogate=surrogate, kl=kl, entropy=entropy, per_step=per_step)
+
+
+def loss_stats(terms: StepTerms, weights: torch.Tensor, clip_eps: float) -> dict[str, float]:
+    """The floats :func:`grpo_loss` reports, from the terms of all steps and their weights."""
+    n = terms.ratio.shape[0]
+    with torch.no_grad():
+        return {
+            "loss": float((weights * terms.per_step).sum()),
+            "surrogate": float((weights * terms.surrogate).sum()),
+            "kl": float((weights * terms.kl).sum()),
+            "entropy": float((weights * terms.entropy).sum()),
+            "clip_frac": float(((terms.ratio - 1.0).abs() > clip_eps).float().mean()) if n else 0.0,
+            "ratio_mean": float(terms.ratio.mean()) if n else 1.0,
+        }
+
+
 def grpo_loss(
     logp_new: torch.Tensor,
     logp_old: torch.Tensor,
@@ -169,23 +219,9 @@ def grpo_loss(
         ``(loss, stats)``: the scalar loss and floats ``loss``, ``surrogate``, ``kl``, ``entropy``,
         ``clip_frac`` (share of steps whose ratio is outside [1-ε, 1+ε]) and ``ratio_mean``.
     """
+    terms = grpo_terms(logp_new, logp_old, logp_ref, advantages, entropy, clip_eps, kl_beta, entropy_coef)
     n = logp_new.shape[0]
-    if not (logp_old.shape[0] == logp_ref.shape[0] == advantages.shape[0] == entropy.shape[0] == n):
-        raise ValueError("grpo_loss: all per-step tensors must have the same length")
     if weights is None:
         weights = torch.full((n,), 1.0 / max(n, 1))
-    ratio = policy_ratio(logp_new, logp_old)
-    surrogate = clipped_surrogate(ratio, advantages, clip_eps)
-    kl = kl_k3(logp_new, logp_ref)
-    per_step = -surrogate + kl_beta * kl - entropy_coef * entropy
-    loss = (weights * per_step).sum()
-    with torch.no_grad():
-        stats = {
-            "loss": float(loss),
-            "surrogate": float((weights * surrogate).sum()),
-            "kl": float((weights * kl).sum()),
-            "entropy": float((weights * entropy).sum()),
-            "clip_frac": float(((ratio - 1.0).abs() > clip_eps).float().mean()) if n else 0.0,
-            "ratio_mean": float(ratio.mean()) if n else 1.0,
-        }
-    return loss, stats
+    loss = (weights * terms.per_step).sum()
+    return loss, loss_stats(terms, weights, clip_eps)

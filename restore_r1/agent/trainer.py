@@ -10,6 +10,11 @@ Per update u:
    π_ref = the initial policy), each with the gradient norm clipped;
 5. one line of ``train_log.jsonl``; every ``checkpoint_every`` updates a resumable checkpoint.
 
+With a :class:`~restore_r1.agent.distributed.Collective` of W ranks (``torchrun``), each rank rolls
+out its block of each batch's groups and the gradients are summed over the ranks
+(:mod:`restore_r1.agent.distributed` states the scheme); rank 0 writes the log, the checkpoints
+and the policy. Without one (the default) training is one process, as described above.
+
 Training reads only the degraded (``lq``) images of a data set, never the ground truth.
 Randomness comes from Generators derived from ``config.seed``; the global RNGs are untouched.
 A checkpoint holds the policy, the reference policy, the optimiser state, both generators'
@@ -24,6 +29,7 @@ import json
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +37,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from restore_r1.agent.distributed import (
+    Collective,
+    GlobalBatchActor,
+    SingleProcess,
+    all_reduce_gradients,
+    check_same_on_all_ranks,
+    concat_over_ranks,
+    gather_lists,
+    parameters_digest,
+    shard,
+)
 from restore_r1.agent.env import EnvCaches, Trajectory, rollout_many
-from restore_r1.agent.grpo import GRPOConfig, group_advantages, grpo_loss
+from restore_r1.agent.grpo import GRPOConfig, StepTerms, group_advantages, grpo_terms, loss_stats
 from restore_r1.agent.policy import Policy, PolicyConfig, load_policy, save_policy
+from restore_r1.agent.train_metrics import TrainingMonitor
 from restore_r1.images import atomic_directory, atomic_write_bytes, check_rgb, image_digest, read_image
 
 #: Files and folders inside ``out_dir``.
@@ -141,10 +159,14 @@ def feature_statistics(
     return mean.tolist(), std.tolist()
 
 
-def _flatten(trajectories: Sequence[Trajectory], advantages: torch.Tensor):
-    """Per-decision tensors of all trajectories: features, histories, actions, logp_old, A, weights."""
+def _flatten(trajectories: Sequence[Trajectory], advantages: torch.Tensor, n_traj: int | None = None):
+    """Per-decision tensors of the trajectories: features, histories, actions, logp_old, A, weights.
+
+    ``n_traj``: the number of trajectories of the whole batch (default: these); a data-parallel
+    rank holds only its share of them, and its weights are its share of the global loss.
+    """
     feats, histories, actions, logp_old, adv, weights = [], [], [], [], [], []
-    n_traj = len(trajectories)
+    n_traj = len(trajectories) if n_traj is None else n_traj
     for traj, a in zip(trajectories, advantages.tolist()):
         t_i = len(traj.actions)
         feats.append(traj.features)
@@ -171,43 +193,100 @@ def grpo_update(
     trajectories: Sequence[Trajectory],
     group_size: int,
     config: GRPOConfig,
+    collective: Collective | None = None,
 ) -> dict[str, float]:
     """Group advantages, then μ epochs of clipped, grad-norm-clipped gradient steps.
 
     Args:
-        trajectories: consecutive groups of ``group_size`` trajectories, one group per image.
+        trajectories: consecutive groups of ``group_size`` trajectories, one group per image
+            (with ``collective``: this rank's groups).
+        collective: the data-parallel ranks; each call's gradients are summed over them before
+            the clipping and the step. None: one process.
 
     Returns:
-        stats of the last epoch (see :func:`grpo_loss`) plus ``advantage_std`` and ``grad_norm``.
+        stats of the last epoch over the whole batch (see :func:`grpo_loss`) plus
+        ``advantage_std`` and ``grad_norm``.
     """
+    comm = collective or SingleProcess()
     returns = torch.tensor([t.ret for t in trajectories], dtype=torch.float64).reshape(-1, group_size)
     advantages = group_advantages(returns, config.adv_eps).reshape(-1)
-    features, histories, actions, logp_old, step_adv, weights = _flatten(trajectories, advantages)
+    n_traj = sum(comm.all_gather(len(trajectories)))
+    features, histories, actions, logp_old, step_adv, weights = _flatten(trajectories, advantages, n_traj)
     with torch.no_grad():
         logp_ref, _ = ref_policy.log_probs(features, histories, actions)
-    stats: dict[str, float] = {}
+    terms = None
+    grad_norm = torch.zeros(())
     policy.train()
     for _ in range(config.update_epochs):
         logp_new, entropy = policy.log_probs(features, histories, actions)
-        loss, stats = grpo_loss(
-            logp_new,
-            logp_old,
-            logp_ref,
-            step_adv,
-            entropy,
-            clip_eps=config.clip_eps,
-            kl_beta=config.kl_beta,
-            entropy_coef=config.entropy_coef,
-            weights=weights,
-        )
+        terms = grpo_terms(logp_new, logp_old, logp_ref, step_adv, entropy, clip_eps=config.clip_eps, kl_beta=config.kl_beta, entropy_coef=config.entropy_coef)
+        loss = (weights * terms.per_step).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        all_reduce_gradients(policy.parameters(), comm)
         grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
         optimizer.step()
-        stats["grad_norm"] = float(grad_norm)
     policy.eval()
-    stats["advantage_std"] = float(advantages.std(unbiased=False))
+    # The stats of the whole batch: every rank's steps, in rank order (= one process's order).
+    all_weights, ratio, surrogate, kl, entropy, per_step, all_advantages = concat_over_ranks(
+        comm, [weights, terms.ratio, terms.surrogate, terms.kl, terms.entropy, terms.per_step, advantages]
+    )
+    stats = loss_stats(StepTerms(ratio=ratio, surrogate=surrogate, kl=kl, entropy=entropy, per_step=per_step), all_weights, config.clip_eps)
+    stats["grad_norm"] = float(grad_norm)
+    stats["advantage_std"] = float(all_advantages.std(unbiased=False))
     return stats
+
+
+@dataclass(frozen=True)
+class EpisodeSummary:
+    """What the log needs of one trajectory (gathered from every rank; no images)."""
+
+    rewards: tuple[float, ...]
+    ret: float
+    final_score: float
+    steps: int
+    tools: tuple[str, ...]
+
+    @classmethod
+    def of(cls, traj: Trajectory) -> EpisodeSummary:
+        return cls(tuple(traj.rewards), traj.ret, traj.scores[-1], traj.steps, tuple(traj.tools_called))
+
+
+def _cache_counts(comm: Collective, hits: int, misses: int) -> tuple[int, int]:
+    """The tool cache's hits and misses summed over all ranks."""
+    counts = comm.all_gather((hits, misses))
+    return sum(h for h, _ in counts), sum(m for _, m in counts)
+
+
+def _decided_by_main(comm: Collective, fn: Callable[[], object]):
+    """``fn()`` run on rank 0, its result (or its exception, raised) on every rank."""
+    outcome = None
+    if comm.rank == 0:
+        try:
+            outcome = (True, fn())
+        except Exception as exc:  # re-raised on every rank below, so no rank waits forever
+            outcome = (False, exc)
+    ok, value = comm.broadcast(outcome)
+    if not ok:
+        raise value
+    return value
+
+
+def _check_shared_folder(out_dir: Path, comm: Collective) -> None:
+    """Every rank must see rank 0's run folder (checkpoints are read from it on resume).
+
+    Raises:
+        RuntimeError: naming the ranks that do not see the file rank 0 wrote there.
+    """
+    probe = out_dir / f".rank0-{uuid.uuid4().hex}"
+    token = _decided_by_main(comm, lambda: (probe.write_text(probe.name), str(probe))[1])
+    seen = comm.all_gather(Path(token).is_file())
+    comm.barrier()
+    if comm.rank == 0:
+        Path(token).unlink(missing_ok=True)
+    blind = [r for r, ok in enumerate(seen) if not ok]
+    if blind:
+        raise RuntimeError(f"rank(s) {blind} do not see rank 0's run folder {out_dir}: --out must be storage every rank shares (e.g. a ReadWriteMany volume)")
 
 
 def train(
@@ -220,6 +299,8 @@ def train(
     progress: bool = True,
     resume: bool = True,
     callback: Callable[[int, dict], None] | None = None,
+    collective: Collective | None = None,
+    monitor: TrainingMonitor | None = None,
 ) -> TrainResult:
     """Trains a tool-selection policy with GRPO against ``judge``.
 
@@ -235,14 +316,23 @@ def train(
             starts afresh, deleting ``out_dir``'s old checkpoints and log.
         callback: called as ``callback(update_index, log_record)`` after each update (and its
             checkpoint); an exception it raises stops training (tests use it to simulate a kill).
+        collective: data-parallel ranks (:func:`restore_r1.agent.distributed.init_from_env`);
+            every rank calls ``train`` with the same arguments and ``out_dir`` on storage they all
+            see. None: one process.
+        monitor: live metrics (:class:`restore_r1.agent.train_metrics.PrometheusExporter`),
+            fed by rank 0 after each update and closed at the end.
 
     Returns:
         a :class:`TrainResult`.
 
     Raises:
-        ValueError: no images or tools, or a checkpoint made with other settings or data.
+        ValueError: no images or tools, a checkpoint made with other settings or data, or fewer
+            images per batch than ranks.
     """
     from tqdm.auto import tqdm
+
+    comm = collective or SingleProcess()
+    main = comm.rank == 0
 
     if isinstance(images, (str, os.PathLike)):
         images = load_lq_images(images)
@@ -251,8 +341,12 @@ def train(
         raise ValueError("train: no training images")
     if not tools:
         raise ValueError("train: no tools")
+    if min(config.batch_images, len(images)) < comm.world_size:
+        raise ValueError(f"train: {min(config.batch_images, len(images))} image(s) per batch for {comm.world_size} ranks; each rank needs at least one group")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if not isinstance(comm, SingleProcess):
+        _check_shared_folder(out_dir, comm)
     ckpt_root = out_dir / CHECKPOINTS_DIR
     log_path = out_dir / LOG_FILE
     data_digest = image_digest(np.frombuffer("".join(image_digest(im) for im in images).encode(), dtype=np.uint8))
@@ -260,18 +354,21 @@ def train(
 
     batch_rng = np.random.default_rng(config.seed + SEED_OFFSET_BATCHES)
     action_gen = torch.Generator().manual_seed(config.seed + SEED_OFFSET_ACTIONS)
-    latest = _latest_checkpoint(ckpt_root) if resume else None
+    # Rank 0 decides which checkpoint (if any) every rank resumes from.
+    latest = _decided_by_main(comm, lambda: _latest_checkpoint(ckpt_root) if resume else None)
     if latest is not None:
         policy, ref_policy, optimizer, start = _load_checkpoint(latest, config, data_digest, batch_rng, action_gen)
-        _truncate_log(log_path, start)
+        if main:
+            _truncate_log(log_path, start)
     else:
-        if ckpt_root.exists():
-            shutil.rmtree(ckpt_root)
-        log_path.unlink(missing_ok=True)
+        if main:
+            if ckpt_root.exists():
+                shutil.rmtree(ckpt_root)
+            log_path.unlink(missing_ok=True)
         mean = std = None
         if config.normalize_features:
             sample_idx = np.random.default_rng(config.seed + SEED_OFFSET_INIT).permutation(len(images))[: config.norm_images]
-            mean, std = feature_statistics(encoder, [images[i] for i in sorted(sample_idx)], tools, caches)
+            mean, std = _decided_by_main(comm, lambda: feature_statistics(encoder, [images[i] for i in sorted(sample_idx)], tools, caches))
         policy_config = PolicyConfig(
             encoder_name=encoder.name,
             encoder_config=dict(encoder.config()),
@@ -295,17 +392,23 @@ def train(
     policy.eval()
     if list(policy.config.tool_names) != list(tools):
         raise ValueError(f"checkpoint tools {policy.config.tool_names} differ from the given tools {list(tools)}")
+    check_same_on_all_ranks(comm, parameters_digest(policy), "the policy at the start")
 
     records: list[dict] = []
     group = config.group_size
-    bar = tqdm(total=config.updates, initial=start, disable=not progress, desc="GRPO", unit="update")
+    actor = None if isinstance(comm, SingleProcess) else GlobalBatchActor(comm)
+    monitor = monitor if main else None
+    if monitor is not None:
+        monitor.start(config.updates, start, list(tools), comm.world_size)
+    bar = tqdm(total=config.updates, initial=start, disable=not progress or not main, desc="GRPO", unit="update")
     try:
         for update in range(start, config.updates):
             t0 = time.perf_counter()
             caches.tools.reset_counters()
             n_batch = min(config.batch_images, len(images))
             batch_idx = batch_rng.choice(len(images), size=n_batch, replace=False)
-            starts = [images[i] for i in batch_idx for _ in range(group)]
+            mine = batch_idx if isinstance(comm, SingleProcess) else shard(batch_idx, comm.rank, comm.world_size)
+            starts = [images[i] for i in mine for _ in range(group)]
             trajectories = rollout_many(
                 policy,
                 encoder,
@@ -316,36 +419,55 @@ def train(
                 generator=action_gen,
                 tool_cost=config.tool_cost,
                 caches=caches,
+                lockstep=actor,
             )
-            stats = grpo_update(policy, ref_policy, optimizer, trajectories, group, config)
+            stats = grpo_update(policy, ref_policy, optimizer, trajectories, group, config, collective=comm)
+            episodes = gather_lists(comm, [EpisodeSummary.of(t) for t in trajectories])
+            hits, misses = _cache_counts(comm, caches.tools.hits, caches.tools.misses)
             record = {
                 "update": update + 1,
-                "mean_reward": float(np.mean([r for t in trajectories for r in t.rewards])),
-                "mean_return": float(np.mean([t.ret for t in trajectories])),
-                "mean_final_score": float(np.mean([t.scores[-1] for t in trajectories])),
+                "mean_reward": float(np.mean([r for t in episodes for r in t.rewards])),
+                "mean_return": float(np.mean([t.ret for t in episodes])),
+                "mean_final_score": float(np.mean([t.final_score for t in episodes])),
                 "advantage_std": stats["advantage_std"],
                 "kl": stats["kl"],
                 "entropy": stats["entropy"],
                 "loss": stats["loss"],
                 "clip_frac": stats["clip_frac"],
                 "grad_norm": stats["grad_norm"],
-                "mean_steps": float(np.mean([t.steps for t in trajectories])),
-                "tool_cache_hit_rate": caches.tools.hit_rate,
+                "mean_steps": float(np.mean([t.steps for t in episodes])),
+                "tool_cache_hit_rate": hits / (hits + misses) if hits + misses else 0.0,
                 "seconds": time.perf_counter() - t0,
             }
-            with open(log_path, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            records.append(record)
             done = update + 1
-            if config.checkpoint_every and (done % config.checkpoint_every == 0 or done == config.updates):
-                _save_checkpoint(ckpt_root, done, policy, ref_policy, optimizer, config, data_digest, batch_rng, action_gen)
+            checkpoint = bool(config.checkpoint_every and (done % config.checkpoint_every == 0 or done == config.updates))
+            if checkpoint:
+                check_same_on_all_ranks(comm, parameters_digest(policy), f"the policy after update {done}")
+            if main:
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                if checkpoint:
+                    _save_checkpoint(ckpt_root, done, policy, ref_policy, optimizer, config, data_digest, batch_rng, action_gen)
+            if monitor is not None:
+                monitor.observe(record, episodes, hits, misses)
+            records.append(record)
             bar.update(1)
             bar.set_postfix(ret=f"{record['mean_return']:.3f}", steps=f"{record['mean_steps']:.2f}", kl=f"{record['kl']:.4f}")
             if callback is not None:
                 callback(update, record)
+    except BaseException:
+        if monitor is not None:
+            monitor.close(linger=False)
+        raise
     finally:
         bar.close()
-    policy_dir = save_policy(policy, out_dir / POLICY_DIR)
+    check_same_on_all_ranks(comm, parameters_digest(policy), "the final policy")
+    policy_dir = out_dir / POLICY_DIR
+    if main:
+        save_policy(policy, policy_dir)
+    comm.barrier()  # the policy is on disk before any rank returns
+    if monitor is not None:
+        monitor.close()
     return TrainResult(
         policy=policy,
         out_dir=out_dir,

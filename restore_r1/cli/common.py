@@ -78,6 +78,14 @@ def _int_at_least(text: str, low: int) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 1-65535."""
+    value = _int_at_least(text, 1)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (1-65535)")
+    return value
+
+
 def positive_float(text: str) -> float:
     """argparse type: a float > 0."""
     try:

@@ -10,14 +10,25 @@ training sees neither clean images nor degradation labels. Both planners write `
 and ``--out``/train_log.jsonl. The MLP planner (default) trains with our own GRPO; a killed run
 resumes from its last checkpoint in ``--out`` (``--no-resume`` starts over). The VLM planner
 (docs/vlm.md) trains a local vision-language model with TRL's GRPOTrainer and is not resumable.
+
+Data-parallel on several processes or machines (restore_r1.agent.distributed)::
+
+    torchrun --nproc-per-node 2 -m restore_r1.cli train --distributed --data DIR --out DIR ...
+
+Live metrics (restore_r1.agent.train_metrics): ``--metrics-port`` serves ``/metrics`` on rank 0,
+``--pushgateway`` pushes after every update; both also from ``$RESTORE_R1_METRICS_PORT`` and
+``$RESTORE_R1_PUSHGATEWAY``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 
-from restore_r1.cli.common import name_list, non_negative_int, positive_float, positive_int
+from restore_r1.agent.distributed import BACKENDS
+from restore_r1.agent.train_metrics import METRICS_PORT_ENV, PUSHGATEWAY_ENV
+from restore_r1.cli.common import name_list, non_negative_int, port_number, positive_float, positive_int
 
 NAME = "train"
 #: What the closing line reports of the last update: (log key, label, decimals); a key the
@@ -35,7 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = GRPOConfig()
     v = VLMTrainConfig()
     parser.add_argument("--planner", choices=PLANNER_KINDS, default="mlp", help="mlp: the MLP policy (default); vlm: a vision-language model (docs/vlm.md)")
-    parser.add_argument("--data", metavar="DIR", required=True, help="data set folder written by `restore-r1 synth`")
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        required=True,
+        help="data set folder written by `restore-r1 synth`, or an s3://bucket/prefix the pipeline staged one to (its manifest and degraded images)",
+    )
     parser.add_argument("--out", metavar="DIR", required=True, help="run folder (log, checkpoints, final policy/)")
     parser.add_argument("--judge", default="default", help="reward judge (default: the offline default; see bench/results/judges.md)")
     parser.add_argument("--encoder", default="stats", help="frozen image encoder (default: stats)")
@@ -56,6 +72,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint-every", type=non_negative_int, default=d.checkpoint_every, metavar="N", help=f"updates between checkpoints (default {d.checkpoint_every})"
     )
     parser.add_argument("--no-resume", action="store_true", help="start over even if --out holds a checkpoint")
+    parser.add_argument("--export", metavar="URI", help="at the end, copy policy/ and train_log.jsonl to this folder or s3://bucket/prefix (rank 0)")
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over the ranks torchrun launched (each rolls out its share of every batch; "
+        "--out must be storage all ranks see); without it training is one process",
+    )
+    parser.add_argument("--dist-backend", choices=BACKENDS, default="auto", help="torch.distributed backend (default auto: nccl with CUDA, else gloo)")
+    parser.add_argument(
+        "--metrics-port",
+        type=port_number,
+        default=os.environ.get(METRICS_PORT_ENV) or None,
+        metavar="PORT",
+        help=f"serve live training metrics (Prometheus) on http://ADDR:PORT/metrics from rank 0 (default: ${METRICS_PORT_ENV}, else off)",
+    )
+    parser.add_argument("--metrics-addr", default="0.0.0.0", metavar="ADDR", help="address the metrics server binds (default 0.0.0.0)")
+    parser.add_argument(
+        "--pushgateway",
+        default=os.environ.get(PUSHGATEWAY_ENV) or None,
+        metavar="URL",
+        help=f"push the training metrics to this Prometheus Pushgateway after every update (default: ${PUSHGATEWAY_ENV}, else off)",
+    )
+    parser.add_argument("--metrics-run", metavar="NAME", help="the metrics' run label (default: the name of the --out folder)")
+    parser.add_argument(
+        "--metrics-linger",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="keep serving /metrics S seconds after the last update, so a scrape sees the final values (default 0)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     vlm = parser.add_argument_group("VLM planner (--planner vlm)")
     vlm.add_argument(
@@ -81,47 +127,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     vlm.add_argument("--protocol", choices=("http", "grpc"), default="http", help="Triton protocol of --tools-url (default: http)")
 
 
-def run(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace):
+    """The :class:`~restore_r1.agent.grpo.GRPOConfig` the options give (the MLP planner's)."""
     from restore_r1.agent.grpo import GRPOConfig
-    from restore_r1.agent.inference import available_tool_map
-    from restore_r1.judges import create_judge
 
+    return GRPOConfig(
+        group_size=args.group,
+        updates=args.steps,
+        batch_images=args.batch_images,
+        max_steps=args.max_steps,
+        update_epochs=args.epochs,
+        lr=GRPOConfig.lr if args.lr is None else args.lr,
+        clip_eps=args.clip_eps,
+        kl_beta=GRPOConfig.kl_beta if args.kl_beta is None else args.kl_beta,
+        entropy_coef=args.entropy_coef,
+        tool_cost=args.tool_cost,
+        forbid_cycle=args.forbid_cycle,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
     if args.planner == "vlm":
+        if args.distributed or args.export:
+            raise ValueError("--distributed and --export are for --planner mlp")
         result, tools = _train_vlm(args)
     elif args.planner == "mlp":
         if args.vlm_model or args.tools_url:
             raise ValueError("--vlm-model and --tools-url are for --planner vlm")
-        from restore_r1.agent.trainer import train
-        from restore_r1.encoders import create_encoder
-
-        args.lr = GRPOConfig.lr if args.lr is None else args.lr
-        args.kl_beta = GRPOConfig.kl_beta if args.kl_beta is None else args.kl_beta
-        config = GRPOConfig(
-            group_size=args.group,
-            updates=args.steps,
-            batch_images=args.batch_images,
-            max_steps=args.max_steps,
-            update_epochs=args.epochs,
-            lr=args.lr,
-            clip_eps=args.clip_eps,
-            kl_beta=args.kl_beta,
-            entropy_coef=args.entropy_coef,
-            tool_cost=args.tool_cost,
-            forbid_cycle=args.forbid_cycle,
-            seed=args.seed,
-            checkpoint_every=args.checkpoint_every,
-        )
-        tools = available_tool_map(args.tools)
-        result = train(
-            args.data,
-            args.out,
-            encoder=create_encoder(args.encoder),
-            judge=create_judge(args.judge),
-            tools=tools,
-            config=config,
-            progress=not args.no_progress,
-            resume=not args.no_resume,
-        )
+        result, tools = _train_mlp(args)
+        if result is None:  # a rank other than 0: rank 0 reports
+            return 0
     else:
         raise ValueError(f"unknown planner {args.planner!r}")
     last = result.records[-1] if result.records else {}
@@ -134,6 +171,77 @@ def run(args: argparse.Namespace) -> int:
     )
     (result.out_dir / "train_args.json").write_text(json.dumps({**vars(args), "_run": None, "tools": list(tools)}, indent=2, default=str))
     return 0
+
+
+def _train_mlp(args: argparse.Namespace):
+    """The MLP policy's run (our GRPO), in one process or data-parallel under torchrun;
+    ``(None, tools)`` on ranks other than 0."""
+    from restore_r1.agent.distributed import launched_world_size
+    from restore_r1.agent.inference import available_tool_map
+    from restore_r1.agent.trainer import train
+    from restore_r1.encoders import create_encoder
+    from restore_r1.judges import create_judge
+
+    config = config_from_args(args)
+    args.lr, args.kl_beta = config.lr, config.kl_beta
+    tools = available_tool_map(args.tools)
+    monitor = None
+    if args.metrics_port is not None or args.pushgateway:
+        from pathlib import Path
+
+        from restore_r1.agent.train_metrics import PrometheusExporter
+
+        monitor = PrometheusExporter(
+            run=args.metrics_run or Path(args.out).resolve().name,
+            port=args.metrics_port,
+            addr=args.metrics_addr,
+            pushgateway=args.pushgateway,
+            linger_s=args.metrics_linger,
+        )
+    data, staged = args.data, None
+    if "://" in args.data:
+        import tempfile
+
+        from restore_r1.pipeline.trainjob import fetch_dataset
+
+        staged = tempfile.mkdtemp(prefix="restore-r1-data-")
+        data = str(fetch_dataset(args.data, staged))
+    collective = None
+    if args.distributed:
+        from restore_r1.agent.distributed import init_from_env
+
+        collective = init_from_env(args.dist_backend)
+    elif launched_world_size() > 1:
+        raise ValueError(f"launched as one of {launched_world_size()} ranks (WORLD_SIZE) without --distributed: every rank would train alone into --out")
+    try:
+        result = train(
+            data,
+            args.out,
+            encoder=create_encoder(args.encoder),
+            judge=create_judge(args.judge),
+            tools=tools,
+            config=config,
+            progress=not args.no_progress,
+            resume=not args.no_resume,
+            collective=collective,
+            monitor=monitor,
+        )
+    finally:
+        if collective is not None:
+            from restore_r1.agent.distributed import shutdown
+
+            shutdown()
+        if staged is not None:
+            import shutil
+
+            shutil.rmtree(staged, ignore_errors=True)
+    if collective is not None and collective.rank != 0:
+        return None, tools
+    if args.export:
+        from restore_r1.pipeline.trainjob import export_run
+
+        export_run(result.out_dir, args.export)
+    return result, tools
 
 
 def _train_vlm(args: argparse.Namespace):

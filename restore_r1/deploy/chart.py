@@ -31,10 +31,15 @@ TEST_NAMESPACE = "serving"
 #: Kubernetes version the manifests are validated against (kubernetes-validate bundles schemas).
 KUBE_VERSION = "1.30.0"
 #: Kinds whose schemas are not built in (Prometheus Operator CRDs): checked by tests instead.
-CRD_KINDS = frozenset({"ServiceMonitor", "PrometheusRule"})
+CRD_KINDS = frozenset({"ServiceMonitor", "PodMonitor", "PrometheusRule"})
 #: What a cluster with the Prometheus Operator's CRDs serves (``.Capabilities.APIVersions``; on
 #: the command line ``helm template --api-versions ...``). :func:`render` assumes them unless told.
-MONITORING_API_VERSIONS = ("monitoring.coreos.com/v1", "monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule")
+MONITORING_API_VERSIONS = (
+    "monitoring.coreos.com/v1",
+    "monitoring.coreos.com/v1/ServiceMonitor",
+    "monitoring.coreos.com/v1/PodMonitor",
+    "monitoring.coreos.com/v1/PrometheusRule",
+)
 #: Where ``make promtool`` unpacks Debian's prometheus package; $RESTORE_R1_PROMTOOL overrides.
 PROMTOOL_ENV = "RESTORE_R1_PROMTOOL"
 PROMTOOL_CACHE = REPO_ROOT / ".cache" / "promtool" / "usr" / "bin" / "promtool"

@@ -1,16 +1,21 @@
-"""The Grafana dashboard of a Restore-R1 deployment, generated from one table of panels.
+"""The Grafana dashboards of Restore-R1, each generated from one table of panels.
 
-The chart ships the generated JSON (``charts/restore-r1/dashboards/restore-r1.json``) in a ConfigMap
-labelled for the kube-prometheus-stack Grafana sidecar. Regenerate it after editing :data:`ROWS`::
+Two boards, one generator: "Restore-R1 serving" (:data:`SERVING`: Triton, GPUs, the agent) and
+"Restore-R1 training" (:data:`TRAINING`: the live metrics of a GRPO run,
+restore_r1.agent.train_metrics). The chart ships the generated JSON
+(``charts/restore-r1/dashboards/restore-r1.json`` and ``restore-r1-training.json``) in a ConfigMap
+labelled for the kube-prometheus-stack Grafana sidecar. Regenerate them after editing a table::
 
     python -m restore_r1.deploy.dashboard charts/restore-r1/dashboards/restore-r1.json
+    python -m restore_r1.deploy.dashboard --training charts/restore-r1/dashboards/restore-r1-training.json
 
-A test checks that the committed file equals :func:`build_dashboard`'s output.
+A test checks that each committed file equals :func:`build_dashboard`'s output.
 
-Every query uses the ``$datasource`` variable (a Prometheus data source picked in Grafana), the
-``$job`` variable (the metrics Service of a release) and, for per-model panels, ``$model``.
+Every serving query uses the ``$datasource`` variable (a Prometheus data source picked in Grafana),
+the ``$job`` variable (the metrics Service of a release) and, for per-model panels, ``$model``.
 Triton's latency counters are cumulative microseconds (Triton docs, user_guide/metrics.md), so
-averages are ``rate(<duration>) / rate(<count>)``.
+averages are ``rate(<duration>) / rate(<count>)``. Every training query uses ``$datasource``,
+``$job`` (the PodMonitor's or the Pushgateway's job) and ``$run`` (the run label).
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from restore_r1.agent import train_metrics as tm
 from restore_r1.serving import metrics as agent
 
 #: Dashboard identity: a stable uid keeps links and the sidecar's provisioning idempotent.
 DASHBOARD_UID = "restore-r1-serving"
 DASHBOARD_TITLE = "Restore-R1 serving"
+TRAINING_UID = "restore-r1-training"
+TRAINING_TITLE = "Restore-R1 training"
 #: Grafana dashboard JSON schema version the layout follows: that of the Grafana release whose
 #: ``@grafana/schema`` the dashboard is type-checked against (tools/grafana-schema/package.json,
 #: ``defaultDashboard.schemaVersion``; restore_r1.deploy.grafana_schema).
@@ -272,6 +280,187 @@ VARIABLES = (
 )
 
 
+# ------------------------------------------------------------------------------------ training
+RUN = 'job=~"$job", run=~"$run"'
+CACHE_HIT = f'result="{tm.CACHE_HIT}"'
+
+
+def _train(name: str, extra: str = "") -> str:
+    """A training series of the selected runs (``extra``: more label matchers)."""
+    return f"{name}{{{RUN}{', ' + extra if extra else ''}}}"
+
+
+def _train_rate(name: str, extra: str = "", by: str = "run") -> str:
+    return f"sum by ({by}) (rate({_train(name, extra)}[{RATE}]))"
+
+
+#: The training dashboard: one row per question (is it progressing, is the reward rising, is the
+#: policy moving, what do the rollouts cost).
+TRAINING_ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
+    (
+        "Progress",
+        (
+            Panel(
+                "Updates done",
+                "percentunit",
+                (Target(f"max by (run) ({_train(tm.UPDATE)}) / max by (run) ({_train(tm.UPDATES_PLANNED)})", "{{run}}"),),
+                "Finished GRPO updates over those planned",
+            ),
+            Panel(
+                "Seconds per update",
+                "s",
+                (
+                    Target(f"{_train_rate(tm.UPDATE_SECONDS + '_sum')} / {_train_rate(tm.UPDATE_SECONDS + '_count')}", "mean {{run}}"),
+                    Target(
+                        f"histogram_quantile(0.95, sum by (le, run) (rate({_train(tm.UPDATE_SECONDS + '_bucket')}[{RATE}])))",
+                        "p95 {{run}}",
+                    ),
+                ),
+                "Wall seconds per update on rank 0: rollouts of the whole batch, the gradient steps, the checkpoint",
+            ),
+            Panel(
+                "Rollouts per second",
+                "ops",
+                (Target(_train_rate(tm.ROLLOUTS_TOTAL), "{{run}}"),),
+                "Episodes rolled out per second, all ranks together",
+            ),
+        ),
+    ),
+    (
+        "Reward",
+        (
+            Panel(
+                "Episode reward",
+                "short",
+                (
+                    Target(f"max by (run) ({_train(tm.REWARD_MEAN)})", "mean {{run}}"),
+                    Target(f"max by (run) ({_train(tm.REWARD_STD)})", "std {{run}}"),
+                ),
+                "Mean and std of the episode returns R (sum of the judge-score gains minus the tool cost) of each update's batch",
+            ),
+            Panel(
+                "Advantage std",
+                "short",
+                (Target(f"max by (run) ({_train(tm.ADVANTAGE_STD)})", "{{run}}"),),
+                "Std of the group-normalised advantages: near 0 when the G trajectories of each image tie (nothing to learn)",
+            ),
+            Panel(
+                "Tool calls per episode",
+                "short",
+                (Target(f"max by (run) ({_train(tm.MEAN_STEPS)})", "{{run}}"),),
+                "Mean tool calls per episode of each update's batch",
+            ),
+        ),
+    ),
+    (
+        "Policy",
+        (
+            Panel(
+                "KL to the reference policy",
+                "short",
+                (Target(f"max by (run) ({_train(tm.KL)})", "{{run}}"),),
+                "k3 estimate of KL(policy || initial policy), step-weighted, at the last gradient step of each update",
+            ),
+            Panel(
+                "Entropy",
+                "short",
+                (Target(f"max by (run) ({_train(tm.ENTROPY)})", "{{run}}"),),
+                "Mean policy entropy over the decision steps (nats)",
+            ),
+            Panel(
+                "Gradient norm and clipped share",
+                "short",
+                (
+                    Target(f"max by (run) ({_train(tm.GRAD_NORM)})", "grad norm {{run}}"),
+                    Target(f"max by (run) ({_train(tm.CLIP_FRAC)})", "clipped share {{run}}"),
+                ),
+                "Global gradient norm before clipping, and the share of steps whose probability ratio left [1-eps, 1+eps]",
+            ),
+        ),
+    ),
+    (
+        "Tools",
+        (
+            Panel(
+                "Tool-call mix",
+                "percentunit",
+                (
+                    Target(
+                        f"{_train_rate(tm.TOOL_CALLS_TOTAL, by='run, tool')} / on (run) group_left {_train_rate(tm.TOOL_CALLS_TOTAL)}",
+                        "{{tool}} {{run}}",
+                    ),
+                ),
+                "Share of the rollouts' tool calls that went to each tool",
+            ),
+            Panel(
+                "Tool-cache hit rate",
+                "percentunit",
+                (
+                    Target(
+                        f"{_train_rate(tm.TOOL_CACHE_LOOKUPS_TOTAL, CACHE_HIT)} / {_train_rate(tm.TOOL_CACHE_LOOKUPS_TOTAL)}",
+                        "{{run}}",
+                    ),
+                ),
+                "Tool calls answered from the cache (the G trajectories of a group share prefixes)",
+            ),
+            Panel(
+                "Tool calls per second",
+                "ops",
+                (Target(_train_rate(tm.TOOL_CALLS_TOTAL, by="run, tool"), "{{tool}} {{run}}"),),
+                "Tool calls per second in the rollouts, by tool",
+            ),
+        ),
+    ),
+)
+
+#: Training template variables: data source, job (PodMonitor or Pushgateway) and run.
+TRAINING_VARIABLES = (
+    VARIABLES[0],
+    {
+        "name": "job",
+        "label": "Job",
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": {"query": f"label_values({tm.UPDATE}, job)", "refId": "job"},
+        "includeAll": True,
+        "multi": True,
+        "current": ALL_SELECTED,
+        "hide": 0,
+        "refresh": 2,
+        "sort": 1,
+    },
+    {
+        "name": "run",
+        "label": "Run",
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": {"query": f'label_values({tm.UPDATE}{{job=~"$job"}}, run)', "refId": "run"},
+        "includeAll": True,
+        "multi": True,
+        "current": ALL_SELECTED,
+        "hide": 0,
+        "refresh": 2,
+        "sort": 1,
+    },
+)
+
+
+@dataclass(frozen=True)
+class DashboardSpec:
+    """What makes one board: identity, rows of panels and template variables."""
+
+    uid: str
+    title: str
+    tags: tuple[str, ...]
+    rows: tuple[tuple[str, tuple[Panel, ...]], ...]
+    variables: tuple[dict, ...]
+    refresh: str = "30s"
+
+
+SERVING = DashboardSpec(DASHBOARD_UID, DASHBOARD_TITLE, ("restore-r1", "triton", "gpu"), ROWS, VARIABLES)
+TRAINING = DashboardSpec(TRAINING_UID, TRAINING_TITLE, ("restore-r1", "training", "grpo"), TRAINING_ROWS, TRAINING_VARIABLES, refresh="10s")
+
+
 def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict:
     width = GRID_WIDTH // PANELS_PER_ROW
     return {
@@ -287,13 +476,13 @@ def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict:
     }
 
 
-def build_dashboard() -> dict:
-    """The dashboard as Grafana JSON (a dict ready for ``json.dump``)."""
+def build_dashboard(spec: DashboardSpec = SERVING) -> dict:
+    """A dashboard as Grafana JSON (a dict ready for ``json.dump``)."""
     panels: list[dict] = []
     panel_id = 1
     y = 0
     width = GRID_WIDTH // PANELS_PER_ROW
-    for row_title, row_panels in ROWS:
+    for row_title, row_panels in spec.rows:
         panels.append(
             {"id": panel_id, "type": "row", "title": row_title, "collapsed": False, "gridPos": {"x": 0, "y": y, "w": GRID_WIDTH, "h": 1}, "panels": []}
         )
@@ -307,35 +496,38 @@ def build_dashboard() -> dict:
             panel_id += 1
         y += PANEL_HEIGHT
     return {
-        "uid": DASHBOARD_UID,
-        "title": DASHBOARD_TITLE,
-        "tags": ["restore-r1", "triton", "gpu"],
+        "uid": spec.uid,
+        "title": spec.title,
+        "tags": list(spec.tags),
         "timezone": "browser",
         "editable": True,
         "schemaVersion": SCHEMA_VERSION,
         "version": 1,
-        "refresh": "30s",
+        "refresh": spec.refresh,
         "time": {"from": "now-1h", "to": "now"},
-        "templating": {"list": [dict(v) for v in VARIABLES]},
+        "templating": {"list": [copy.deepcopy(v) for v in spec.variables]},
         "annotations": {"list": []},
         "panels": panels,
     }
 
 
-def dashboard_text() -> str:
-    """The dashboard file's exact text (sorted keys, two-space indent, final newline)."""
-    return json.dumps(build_dashboard(), indent=2, sort_keys=True) + "\n"
+def dashboard_text(spec: DashboardSpec = SERVING) -> str:
+    """A dashboard file's exact text (sorted keys, two-space indent, final newline)."""
+    return json.dumps(build_dashboard(spec), indent=2, sort_keys=True) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write the dashboard JSON to the path given as the only argument."""
-    args = sys.argv[1:] if argv is None else argv
+    """Write the serving dashboard (``--training``: the training one) to the path given."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    spec = SERVING
+    if args[:1] == ["--training"]:
+        spec, args = TRAINING, args[1:]
     if len(args) != 1:
-        print("usage: python -m restore_r1.deploy.dashboard OUT.json", file=sys.stderr)
+        print("usage: python -m restore_r1.deploy.dashboard [--training] OUT.json", file=sys.stderr)
         return 2
     out = Path(args[0])
     tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(dashboard_text())
+    tmp.write_text(dashboard_text(spec))
     tmp.replace(out)
     return 0
 

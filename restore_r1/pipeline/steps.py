@@ -123,8 +123,18 @@ def train_step(
     planner: str = "mlp",
     vlm_model: str = "",
     vlm_options: dict[str, Any] | None = None,
+    nodes: int = 1,
+    gpus_per_node: int = 1,
+    trainjob: dict[str, Any] | None = None,
+    pushgateway: str = "",
+    run_name: str = "",
+    client=None,
 ) -> dict[str, Any]:
     """GRPO training on a data set's degraded images -> policy folder ``policy_out`` + ``train_log.jsonl`` at ``log_out``.
+
+    One process here, unless the run asks for more than one node or GPU
+    (:func:`restore_r1.pipeline.trainjob.wants_trainjob`): then a Kubeflow Trainer TrainJob runs it
+    (:func:`restore_r1.pipeline.trainjob.run_trainjob`; MLP planner only).
 
     Args:
         tools: comma-separated tool names, or "" for every available tool.
@@ -134,48 +144,73 @@ def train_step(
         vlm_model: the VLM planner's base model, a folder or registry URI ("" reads ``$RESTORE_R1_VLM_MODEL``).
         vlm_options: further :class:`~restore_r1.agent.vlm_trainer.VLMTrainConfig` fields for the
             VLM planner (e.g. ``{"lr": 1e-4, "lora_rank": 16}``); an unknown field is an error.
+        nodes, gpus_per_node: what the run asks for.
+        trainjob: the TrainJob's settings, the :class:`~restore_r1.pipeline.trainjob.TrainJobRequest`
+            fields besides name, nodes, GPUs and train_args, plus ``run_id`` (names the TrainJob)
+            and optionally ``namespace``; needed only for a TrainJob.
+        pushgateway: push live training metrics there after every update ("" for none; MLP planner).
+        run_name: the metrics' run label (default: the TrainJob's name, else "pipeline").
+        client: a ``kubeflow.trainer.TrainerClient`` (tests); None: the pod's cluster.
 
     Returns:
         ``{"parameters": {...}, "final": last log record, "format": the registry format of the planner kind}``.
     """
     from restore_r1.agent.inference import available_tool_map
     from restore_r1.judges import create_judge
+    from restore_r1.pipeline.trainjob import wants_trainjob
     from restore_r1.registry import POLICY_FORMATS
 
     if planner not in POLICY_FORMATS:
         raise ValueError(f"planner {planner!r}: expected one of {', '.join(POLICY_FORMATS)}")
     if vlm_options and planner != "vlm":
         raise ValueError(f"vlm_options {sorted(vlm_options)} are for planner 'vlm', not {planner!r}")
+    if planner == "vlm" and wants_trainjob(nodes, gpus_per_node):
+        raise ValueError("a VLM planner trains in this pod: distributed training (train_nodes / train_gpus_per_node > 1) is for planner 'mlp'")
     tool_map = available_tool_map(_split_names(tools) or None)
+    if planner == "mlp":
+        from restore_r1.agent.grpo import GRPOConfig
+
+        config = GRPOConfig(
+            group_size=group_size, updates=steps, max_steps=max_steps, batch_images=batch_images, seed=seed, checkpoint_every=max(1, steps // 5) if steps else 0
+        )
+        parameters = {"judge": judge, "encoder": encoder, "tools": list(tool_map), **config.to_dict()}
+        if wants_trainjob(nodes, gpus_per_node):
+            records = _train_as_trainjob(
+                dataset_dir, policy_out, log_out, config, judge, encoder, list(tool_map), nodes, gpus_per_node, trainjob, pushgateway, client
+            )
+            parameters["trainjob"] = {"nodes": nodes, "gpus_per_node": gpus_per_node, "runtime": (trainjob or {}).get("runtime", "")}
+            return {"parameters": parameters, "final": records[-1] if records else {}, "format": POLICY_FORMATS[planner]}
+
     temp = None if work_dir is not None else tempfile.mkdtemp(prefix="restore-r1-train-")
     try:
         if planner == "mlp":
-            from restore_r1.agent.grpo import GRPOConfig
             from restore_r1.agent.trainer import train
             from restore_r1.encoders import create_encoder
 
-            config = GRPOConfig(
-                group_size=group_size,
-                updates=steps,
-                max_steps=max_steps,
-                batch_images=batch_images,
-                seed=seed,
-                checkpoint_every=max(1, steps // 5) if steps else 0,
-            )
+            monitor = None
+            if pushgateway:
+                from restore_r1.agent.train_metrics import PrometheusExporter
+
+                monitor = PrometheusExporter(run=run_name or "pipeline", pushgateway=pushgateway)
             result = train(
-                dataset_dir, work_dir or temp, encoder=create_encoder(encoder), judge=create_judge(judge), tools=tool_map, config=config, progress=False
+                dataset_dir,
+                work_dir or temp,
+                encoder=create_encoder(encoder),
+                judge=create_judge(judge),
+                tools=tool_map,
+                config=config,
+                progress=False,
+                monitor=monitor,
             )
-            parameters = {"judge": judge, "encoder": encoder, "tools": list(tool_map), **config.to_dict()}
         else:
             from restore_r1.agent.vlm_trainer import VLMTrainConfig, train_vlm
+            from restore_r1.registry import local_vlm_model
 
             common = {"group_size": group_size, "updates": steps, "max_steps": max_steps, "batch_images": batch_images, "seed": seed}
             clash = sorted(set(common) & set(vlm_options or {}))
             if clash:
                 raise ValueError(f"vlm_options {clash} are set by the pipeline's own parameters; set those instead")
             config = VLMTrainConfig.from_dict({**common, **(vlm_options or {})})
-            from restore_r1.registry import local_vlm_model
-
             result = train_vlm(
                 dataset_dir, work_dir or temp, local_vlm_model(vlm_model or None), judge=create_judge(judge), tools=tool_map, config=config, progress=False
             )
@@ -189,6 +224,43 @@ def train_step(
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
     return {"parameters": parameters, "final": result.records[-1] if result.records else {}, "format": POLICY_FORMATS[planner]}
+
+
+def train_cli_args(config, judge: str, encoder: str, tools: list[str]) -> list[str]:
+    """The ``restore-r1 train`` options that give ``config`` (and judge, encoder, tools)."""
+    from restore_r1.agent.grpo import GRPOConfig
+
+    default = GRPOConfig()
+    differs = {k for k, v in config.to_dict().items() if v != default.to_dict()[k]}
+    supported = {"group_size", "updates", "batch_images", "max_steps", "seed", "checkpoint_every", "update_epochs", "lr", "clip_eps", "kl_beta"}
+    supported |= {"entropy_coef", "tool_cost", "forbid_cycle"}
+    if differs - supported:
+        raise ValueError(f"GRPO settings {sorted(differs - supported)} have no restore-r1 train option")
+    args = ["--judge", judge, "--encoder", encoder, "--tools", ",".join(tools)]
+    args += ["--group", str(config.group_size), "--steps", str(config.updates), "--batch-images", str(config.batch_images)]
+    args += ["--max-steps", str(config.max_steps), "--seed", str(config.seed), "--checkpoint-every", str(config.checkpoint_every)]
+    args += ["--epochs", str(config.update_epochs), "--lr", repr(config.lr), "--clip-eps", repr(config.clip_eps), "--kl-beta", repr(config.kl_beta)]
+    args += ["--entropy-coef", repr(config.entropy_coef), "--tool-cost", repr(config.tool_cost)]
+    return args + (["--forbid-cycle"] if config.forbid_cycle else [])
+
+
+def _train_as_trainjob(dataset_dir, policy_out, log_out, config, judge, encoder, tools, nodes, gpus_per_node, trainjob, pushgateway, client) -> list[dict]:
+    from restore_r1.pipeline.trainjob import TrainJobRequest, run_trainjob, trainjob_name
+
+    settings = dict(trainjob or {})
+    run_id = settings.pop("run_id", "")
+    namespace = settings.pop("namespace", None) or None
+    if not run_id:
+        raise ValueError(f"{nodes} node(s) x {gpus_per_node} GPU(s) runs as a TrainJob, which needs the pipeline run id (trainjob['run_id'])")
+    request = TrainJobRequest(
+        name=trainjob_name(run_id),
+        num_nodes=nodes,
+        gpus_per_node=gpus_per_node,
+        train_args=tuple(train_cli_args(config, judge, encoder, tools)),
+        pushgateway=pushgateway,
+        **settings,
+    )
+    return run_trainjob(dataset_dir, policy_out, log_out, request, client=client, namespace=namespace)
 
 
 def evaluation_config(
