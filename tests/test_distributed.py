@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from restore_r1.agent import distributed as d
 from restore_r1.agent.policy import Policy, PolicyConfig
 from restore_r1.agent.trainer import train
+from restore_r1.serving.server import free_port
 from tests.test_trainer import TOOLS, ToyEncoder, ToyJudge, toy_config, toy_images
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,10 +150,6 @@ def test_more_ranks_than_images_per_batch_is_refused_before_any_collective(tmp_p
 
 
 # ------------------------------------------------------------------ world size 1, bit for bit
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 NCCL = pytest.param("nccl", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="NCCL needs a CUDA device")])
@@ -163,7 +159,7 @@ NCCL = pytest.param("nccl", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch
 def test_world_size_one_through_torch_distributed_is_the_plain_trainer(tmp_path, monkeypatch, backend):
     cfg = toy_config(updates=4, batch_images=3, group_size=4, checkpoint_every=2)
     plain = train(toy_images(), tmp_path / "plain", ToyEncoder(), ToyJudge(), TOOLS, cfg, progress=False)
-    for name, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}.items():
+    for name, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}.items():
         monkeypatch.setenv(name, value)
     collective = d.init_from_env(backend)
     try:

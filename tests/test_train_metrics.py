@@ -70,14 +70,6 @@ def test_exporter_sets_every_metric_from_one_update():
     assert tm.sample_names() <= exported | {tm.UPDATE_SECONDS}  # the histogram's family name has no sample of its own
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_training_serves_metrics_while_it_runs(tmp_path):
     exporter = tm.PrometheusExporter(run="toy", port=0, addr="127.0.0.1")
     scrapes = []

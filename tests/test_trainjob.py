@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ pytest.importorskip("kubeflow.trainer", reason="the Kubeflow SDK (pip package ku
 
 from restore_r1.agent.grpo import GRPOConfig  # noqa: E402
 from restore_r1.pipeline import trainjob as tj  # noqa: E402
+from restore_r1.serving.server import free_port
 from tests.fake_kube import GROUP_VERSION, RUNTIME_NAME, FakeKube, condition  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,10 +212,6 @@ def test_bad_requests_name_the_problem(tmp_path):
 
 
 # ------------------------------------------------------------------------- the whole step, slow
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _torchrun_controller(nproc: int, logs: list[str]):
@@ -227,7 +223,7 @@ def _torchrun_controller(nproc: int, logs: list[str]):
         env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
         env.update({e["name"]: e["value"] for e in trainer.get("env", [])})
         env.update(PET_NNODES=str(trainer.get("numNodes", 1)), PET_NPROC_PER_NODE=str(nproc), PET_NODE_RANK="0")
-        env.update(PET_MASTER_ADDR="127.0.0.1", PET_MASTER_PORT=str(_free_port()), PYTHONPATH=str(ROOT))
+        env.update(PET_MASTER_ADDR="127.0.0.1", PET_MASTER_PORT=str(free_port()), PYTHONPATH=str(ROOT))
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the image's torchrun
         proc = subprocess.run(trainer["command"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
         logs.append(proc.stdout[-3000:] + proc.stderr[-3000:])

@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -37,6 +36,7 @@ import yaml
 
 from restore_r1.deploy.chart import PROMTOOL_CACHE, ChartError
 from restore_r1.deploy.promql import GRAFANA_DURATION_VARIABLES, variable_query_expr
+from restore_r1.serving.server import free_port
 
 #: $RESTORE_R1_PROMETHEUS names another prometheus binary; else the one beside promtool.
 PROMETHEUS_ENV = "RESTORE_R1_PROMETHEUS"
@@ -61,12 +61,6 @@ def find_prometheus() -> Path:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return Path(candidate)
     raise ChartError(f"prometheus not found at ${PROMETHEUS_ENV}, {PROMETHEUS_CACHE} or on PATH; run `make promtool`")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def config(jobs: Mapping[str, Sequence[str]], rules_file: str, scrape_interval: str, evaluation_interval: str) -> dict[str, Any]:
@@ -116,7 +110,7 @@ class PrometheusServer:
             PrometheusError: it exited or was not ready in time (the log's end is quoted).
         """
         binary = find_prometheus()
-        self.port = self.port or _free_port()
+        self.port = self.port or free_port()
         self._scratch = Path(tempfile.mkdtemp(prefix="restore-r1-prometheus-"))
         rules = self._scratch / "rules.yaml"
         rules.write_text(yaml.safe_dump({"groups": [dict(g) for g in self.rule_groups]}, sort_keys=False))
