@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from restore_r1.agent.inference import Agent
+from restore_r1.agent.inference import load_agent
 from restore_r1.images import read_image
 from restore_r1.metrics import psnr
+from restore_r1.registry import local_policy
 from restore_r1.synth import crop_box
 
 
@@ -40,8 +41,9 @@ def crops(images: Sequence[Path | tuple[str, np.ndarray]], per_photo: int, size:
 
 
 def clean_photo_check(policy: str | None, images: Sequence[Path | tuple[str, np.ndarray]], per_photo: int = 3, size: int = 256, seed: int = 11) -> dict:
-    """Restores clean crops with ``policy`` (None: the shipped one); see the module docstring."""
-    agent = Agent.load(policy)
+    """Restores clean crops with ``policy`` (a folder or registry URI of either planner kind; None:
+    the shipped one); see the module docstring."""
+    agent = load_agent(local_policy(policy))
     rows = []
     for name, crop in crops(images, per_photo, size, seed):
         result = agent.restore(crop)
