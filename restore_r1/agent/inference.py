@@ -79,10 +79,11 @@ def planner_kind(folder: str | os.PathLike) -> str:
 
 
 def load_agent(policy: str | os.PathLike | None = None, judge: str | object = "default", max_steps: int | None = None, device: str = "cpu"):
-    """The agent of a policy folder or URI of either planner kind (see :func:`resolve_policy`).
+    """The agent of a local policy folder of either planner kind (see :func:`resolve_policy`; a
+    registry URI goes through :func:`restore_r1.registry.local_policy` first).
 
     Args:
-        policy: path or registry URI; None for ``$RESTORE_R1_POLICY`` or the shipped (MLP) default.
+        policy: a local folder; None for ``$RESTORE_R1_POLICY`` or the shipped (MLP) default.
         judge: judge name or object; it reports the scores (and is the MLP's reward at training).
         max_steps: cap on tool calls per image; None keeps the planner's own.
         device: where a VLM planner runs (``"cpu"`` or ``"cuda[:N]"``); the MLP runs on CPU.
@@ -171,7 +172,7 @@ class Agent:
         """Loads a policy folder (see :func:`resolve_policy`) with its encoder, tools and a judge.
 
         Args:
-            policy: path or registry URI; None for ``$RESTORE_R1_POLICY`` or the default.
+            policy: a local folder; None for ``$RESTORE_R1_POLICY`` or the default.
             judge: judge name (``restore_r1.judges``) or a judge object.
             max_steps: cap on tool calls per image; None keeps the policy's own.
         """

@@ -8,7 +8,8 @@ and answers with a plan, ``"nlm_denoise, clahe, STOP"``, parsed strictly
 default plan. Unlike the MLP policy, which decides one step at a time, the plan is written once,
 from the input image, and then applied (:func:`restore_r1.agent.env.apply_plans`).
 
-Weights come from an explicit folder, ``$RESTORE_R1_VLM_MODEL``, or a registry URI; nothing is
+Weights come from an explicit folder or ``$RESTORE_R1_VLM_MODEL`` (a registry URI is pulled by
+:func:`restore_r1.registry.local_vlm_model` first); nothing is
 downloaded, and a missing folder is an error naming it (:func:`resolve_vlm_model`). Training is
 :mod:`restore_r1.agent.vlm_trainer` (TRL's GRPOTrainer); docs/vlm.md says what was tested.
 
