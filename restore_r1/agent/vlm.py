@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from restore_r1.agent.inference import REGISTRY_SCHEMES
 from restore_r1.agent.plan import build_prompt, check_tool_names, parse_plan
 from restore_r1.errors import ChecksumError, UnavailableError, WeightsNotFoundError
 from restore_r1.images import atomic_directory, check_rgb, sha256_file
@@ -42,8 +43,6 @@ PLANNER_FILE = "planner.json"
 VLM_PLANNER_KIND = "restore_r1.vlm_planner"
 #: Environment variable naming the base model folder (or registry URI) to train from.
 VLM_MODEL_ENV = "RESTORE_R1_VLM_MODEL"
-#: URI schemes handled by :mod:`restore_r1.registry` (as for policies).
-REGISTRY_SCHEMES = ("registry://", "s3://")
 #: How to supply a model, for the errors that say one is missing.
 VLM_HOW_TO = (
     "download a transformers vision-language model folder (config.json, weights, processor files) on a machine "

@@ -160,28 +160,25 @@ def pull_policy(uri: str, registry: Registry | None = None) -> Path:
     return _pull_checked(uri, tuple(POLICY_FORMATS.values()), "a policy", registry)
 
 
-#: URI schemes this layer resolves (the agent layer takes local folders only).
-URI_SCHEMES = (URI_SCHEME, "s3://")
-
-
 def local_policy(spec: str | os.PathLike | None = None) -> Path:
     """The local policy folder ``spec`` stands for: a registry or ``s3://`` URI is pulled
     (:func:`pull_policy`), anything else goes to :func:`restore_r1.agent.inference.resolve_policy`
     (a folder, ``$RESTORE_R1_POLICY`` — which may hold a URI too — or the packaged default).
     Every entry point that takes a user's ``--policy`` calls this."""
-    from restore_r1.agent.inference import POLICY_ENV, resolve_policy
+    from restore_r1.agent.inference import POLICY_ENV, REGISTRY_SCHEMES, resolve_policy
 
     raw = str(spec) if spec is not None else os.environ.get(POLICY_ENV, "")
-    return pull_policy(raw) if raw.startswith(URI_SCHEMES) else resolve_policy(spec)
+    return pull_policy(raw) if raw.startswith(REGISTRY_SCHEMES) else resolve_policy(spec)
 
 
 def local_vlm_model(spec: str | os.PathLike | None = None) -> Path:
     """The local folder of the VLM ``spec`` names (a URI is pulled by :func:`pull_vlm_model`),
     else :func:`restore_r1.agent.vlm.resolve_vlm_model` (folder or ``$RESTORE_R1_VLM_MODEL``)."""
+    from restore_r1.agent.inference import REGISTRY_SCHEMES
     from restore_r1.agent.vlm import VLM_MODEL_ENV, resolve_vlm_model
 
     raw = str(spec) if spec else os.environ.get(VLM_MODEL_ENV, "")
-    return pull_vlm_model(raw) if raw.startswith(URI_SCHEMES) else resolve_vlm_model(spec)
+    return pull_vlm_model(raw) if raw.startswith(REGISTRY_SCHEMES) else resolve_vlm_model(spec)
 
 
 def pull_vlm_model(uri: str, registry: Registry | None = None) -> Path:
