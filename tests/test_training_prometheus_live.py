@@ -22,7 +22,8 @@ import pytest
 from restore_r1.agent import train_metrics as tm
 from restore_r1.deploy import chart, prometheus
 from restore_r1.pipeline.trainjob import TRAINER_POD_LABELS
-from tests.test_distributed import TINY_TRAIN, WORKER, _env, _free_port
+from restore_r1.serving.server import free_port
+from tests.test_distributed import TINY_TRAIN, WORKER, _env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 try:
@@ -41,7 +42,7 @@ WAIT_S = 300
 
 
 def test_prometheus_scrapes_a_training_run_and_the_training_dashboard_has_data(tiny_train_data, tmp_path):
-    port = _free_port()
+    port = free_port()
     prom = prometheus.PrometheusServer({JOB: [f"{prometheus.HOST}:{port}"]}, (), INTERVAL, INTERVAL).start()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc-per-node", "2", str(WORKER), "train"]
     cmd += ["--distributed", "--dist-backend", "gloo", "--data", str(tiny_train_data), "--out", str(tmp_path / "run"), *TINY_TRAIN]
