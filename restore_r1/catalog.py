@@ -1,16 +1,79 @@
 """One typed catalogue per kind of thing (tools, metrics, degradations, encoders, judges).
 
 Modelled on pyiqa's ``create_metric(name)`` + ``list_models()``: entries are registered once,
-looked up by name, and an unknown name raises ``KeyError`` with close-match suggestions.
+looked up by name, and an unknown name raises ``KeyError`` with close-match suggestions. Every
+entry derives from :class:`Entry`, so every kind answers the same two questions the same way:
+``entry.availability(**kw)`` (can it run here, and if not why) and ``entry.create(**kw)``.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib.util
 from collections.abc import Iterator
-from typing import Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
+
+from restore_r1.errors import RestoreR1Error
 
 T = TypeVar("T")
+
+#: pip distribution names of modules whose import name differs.
+PIP_NAMES: dict[str, str] = {"clip": "openai-clip"}
+
+
+class Entry:
+    """The base of every catalogue entry: tools, degradations, metrics, judges and encoders.
+
+    Subclasses are frozen dataclasses with a ``name`` field. They may declare ``requires`` (the
+    importable modules they need beyond the core dependencies) and ``extra`` (the pip extra of
+    this package that brings them), and override :meth:`missing` (what else is absent: files,
+    settings; it loads nothing) and :meth:`create`. :meth:`availability` is the one
+    implementation of "can it run here" for every kind.
+    """
+
+    #: What the entries are ("tool", "metric", ...), for messages.
+    kind: ClassVar[str] = "entry"
+    name: str
+    requires: tuple[str, ...] = ()
+    extra: str | None = None
+
+    def modules(self) -> tuple[str, ...]:
+        """Every importable module the entry needs (``requires``, plus what the kind always needs)."""
+        return tuple(self.requires)
+
+    def install_hint(self, module: str) -> str:
+        """How to install ``module``: this package's extra when the entry names one."""
+        return f"pip install 'restore-r1[{self.extra}]'" if self.extra else f"pip install {PIP_NAMES.get(module, module)}"
+
+    def missing(self, **kwargs: Any) -> list[str]:
+        """One line per missing file or setting (``[]`` when nothing is); loads nothing."""
+        return []
+
+    def availability(self, **kwargs: Any) -> tuple[bool, str]:
+        """``(True, "")`` when ``create(**kwargs)`` can work here, else ``(False, reason)``.
+
+        The reason names every missing piece: modules (and how to install them), then what
+        :meth:`missing` reports. Checks modules, files and settings only; it loads no model and
+        calls no server.
+        """
+        reasons = [
+            f"the Python module {module!r} is not installed ({self.install_hint(module)})"
+            for module in self.modules()
+            if importlib.util.find_spec(module) is None
+        ]
+        try:
+            reasons += self.missing(**kwargs)
+        except (RestoreR1Error, FileNotFoundError) as exc:
+            reasons.append(str(exc))
+        return (False, "; ".join(reasons)) if reasons else (True, "")
+
+    @property
+    def available(self) -> bool:
+        return self.availability()[0]
+
+    def create(self, **kwargs: Any) -> Any:
+        """Builds what the entry describes (a tool, a metric, a judge, an encoder, a sampler)."""
+        raise NotImplementedError(f"{self.kind} {self.name!r} has no factory")
 
 
 class Catalogue(Generic[T]):

@@ -26,13 +26,12 @@ from typing import Any
 import numpy as np
 
 from restore_r1.errors import WeightsNotFoundError
+from restore_r1.weights import REGISTRY_SCHEMES
 
 #: The default policy shipped inside the package (trained by ``make default-policy``).
 DEFAULT_POLICY_DIR = Path(__file__).resolve().parent.parent / "data" / "default_policy"
 #: Environment variable naming a policy folder or registry URI.
 POLICY_ENV = "RESTORE_R1_POLICY"
-#: URI schemes handled by the model registry.
-REGISTRY_SCHEMES = ("registry://", "s3://")
 #: The planner kinds a policy folder can hold (docs/vlm.md).
 PLANNER_KINDS = ("mlp", "vlm")
 

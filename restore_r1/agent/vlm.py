@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from restore_r1.agent.inference import REGISTRY_SCHEMES
 from restore_r1.agent.plan import build_prompt, check_tool_names, parse_plan
 from restore_r1.errors import ChecksumError, UnavailableError, WeightsNotFoundError
 from restore_r1.images import atomic_directory, check_rgb, sha256_file
+from restore_r1.weights import REGISTRY_SCHEMES, resolve_model_dir
 
 #: Version of the planner folder layout written by :func:`save_vlm_planner`.
 VLM_PLANNER_FORMAT_VERSION = 1
@@ -195,12 +195,10 @@ def resolve_vlm_model(spec: str | os.PathLike | None = None) -> Path:
         WeightsNotFoundError: nothing given, or the folder or its config.json is missing; the
             message names the path and how to supply a model.
     """
-    from restore_r1.encoders import resolve_local_model_dir
-
     raw = str(spec) if spec else os.environ.get(VLM_MODEL_ENV, "")
     if raw.startswith(REGISTRY_SCHEMES):  # resolved a layer up: restore_r1.registry.local_vlm_model
         raise WeightsNotFoundError(f"VLM model {raw} is a registry URI: resolve it with restore_r1.registry.local_vlm_model first (restore-r1 commands do)")
-    return resolve_local_model_dir(raw, VLM_MODEL_ENV, "VLM planner", VLM_HOW_TO)
+    return resolve_model_dir(raw, VLM_MODEL_ENV, "VLM planner", VLM_HOW_TO)
 
 
 def load_vlm_model(path: str | os.PathLike, dtype: str = "float32", device: str = "cpu") -> tuple[Any, Any]:

@@ -27,7 +27,6 @@ Heavy modules (torch, transformers) are imported lazily.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import math
 import os
@@ -38,15 +37,15 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from restore_r1.catalog import Catalogue
-from restore_r1.encoders import resolve_local_model_dir
+from restore_r1.catalog import Catalogue, Entry
 from restore_r1.errors import RestoreR1Error, UnavailableError
 from restore_r1.images import check_rgb, encode_image
 from restore_r1.judges.features import upscale_to_min_side
+from restore_r1.weights import resolve_model_dir
 
 
 class JudgeError(RestoreR1Error, RuntimeError):
@@ -183,7 +182,7 @@ class MLLMJudge:
         dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
         if dtype not in dtypes:
             raise ValueError(f"dtype {dtype!r} must be one of {sorted(dtypes)}")
-        path = resolve_local_model_dir(model_path, MLLM_PATH_ENV, "mllm judge", MLLM_HOW_TO)
+        path = resolve_model_dir(model_path, MLLM_PATH_ENV, "mllm judge", MLLM_HOW_TO)
         self.model_path = str(path)
         self.device = device
         self.trust_remote_code = bool(trust_remote_code)
@@ -607,8 +606,8 @@ class CalibratedJudge:
 
 
 @dataclass(frozen=True)
-class JudgeEntry:
-    """One judge of the catalogue.
+class JudgeEntry(Entry):
+    """One judge of the catalogue (:class:`restore_r1.catalog.Entry`).
 
     Attributes:
         name: catalogue name.
@@ -635,9 +634,19 @@ class JudgeEntry:
     requires: tuple[str, ...] = ()
     relative: bool = False
 
+    kind: ClassVar[str] = "judge"
+
+    def missing(self, **kwargs: Any) -> list[str]:
+        """Runs ``check`` (it raises what is missing; :meth:`Entry.availability` reports it)."""
+        self.check(**kwargs)
+        return []
+
+    def create(self, **kwargs: Any) -> Any:
+        return self.factory(**kwargs)
+
 
 def _check_mllm(model_path: str | None = None, **kwargs: Any) -> None:
-    resolve_local_model_dir(model_path, MLLM_PATH_ENV, "mllm judge", MLLM_HOW_TO)
+    resolve_model_dir(model_path, MLLM_PATH_ENV, "mllm judge", MLLM_HOW_TO)
 
 
 def _check_openai(base_url: str | None = None, model: str | None = None, **kwargs: Any) -> None:
@@ -846,7 +855,7 @@ def create_judge(name: str, **kwargs: Any) -> Any:
         KeyError: unknown name (with close matches).
         WeightsNotFoundError / UnavailableError: its model, server or metric is missing here.
     """
-    return JUDGES.get(_resolve(name)).factory(**kwargs)
+    return JUDGES.get(_resolve(name)).create(**kwargs)
 
 
 def judge_is_relative(name: str) -> bool:
@@ -855,16 +864,9 @@ def judge_is_relative(name: str) -> bool:
 
 
 def judge_availability(name: str, **kwargs: Any) -> tuple[bool, str]:
-    """``(True, "")`` when ``create_judge(name, **kwargs)`` can work here, else ``(False, reason)``.
+    """``(True, "")`` when ``create_judge(name, **kwargs)`` can work here, else ``(False, reason)``
+    (:meth:`restore_r1.catalog.Entry.availability` of the entry ``name`` stands for).
 
     Checks modules, files and settings only; it loads no model and calls no server.
     """
-    entry = JUDGES.get(_resolve(name))
-    for module in entry.requires:
-        if importlib.util.find_spec(module) is None:
-            return False, f"judge {entry.name!r} needs the Python module {module!r}"
-    try:
-        entry.check(**kwargs)
-    except (RestoreR1Error, FileNotFoundError) as exc:
-        return False, str(exc)
-    return True, ""
+    return JUDGES.get(_resolve(name)).availability(**kwargs)

@@ -165,7 +165,8 @@ def local_policy(spec: str | os.PathLike | None = None) -> Path:
     (:func:`pull_policy`), anything else goes to :func:`restore_r1.agent.inference.resolve_policy`
     (a folder, ``$RESTORE_R1_POLICY`` — which may hold a URI too — or the packaged default).
     Every entry point that takes a user's ``--policy`` calls this."""
-    from restore_r1.agent.inference import POLICY_ENV, REGISTRY_SCHEMES, resolve_policy
+    from restore_r1.agent.inference import POLICY_ENV, resolve_policy
+    from restore_r1.weights import REGISTRY_SCHEMES
 
     raw = str(spec) if spec is not None else os.environ.get(POLICY_ENV, "")
     return pull_policy(raw) if raw.startswith(REGISTRY_SCHEMES) else resolve_policy(spec)
@@ -174,8 +175,8 @@ def local_policy(spec: str | os.PathLike | None = None) -> Path:
 def local_vlm_model(spec: str | os.PathLike | None = None) -> Path:
     """The local folder of the VLM ``spec`` names (a URI is pulled by :func:`pull_vlm_model`),
     else :func:`restore_r1.agent.vlm.resolve_vlm_model` (folder or ``$RESTORE_R1_VLM_MODEL``)."""
-    from restore_r1.agent.inference import REGISTRY_SCHEMES
     from restore_r1.agent.vlm import VLM_MODEL_ENV, resolve_vlm_model
+    from restore_r1.weights import REGISTRY_SCHEMES
 
     raw = str(spec) if spec else os.environ.get(VLM_MODEL_ENV, "")
     return pull_vlm_model(raw) if raw.startswith(REGISTRY_SCHEMES) else resolve_vlm_model(spec)
@@ -240,9 +241,9 @@ def publish_vlm_model(registry: Registry, name: str, model_dir: str | os.PathLik
     import transformers
 
     from restore_r1.agent.vlm import VLM_HOW_TO
-    from restore_r1.encoders import resolve_local_model_dir
+    from restore_r1.weights import resolve_model_dir
 
-    path = resolve_local_model_dir(model_dir, "", "VLM model", VLM_HOW_TO)
+    path = resolve_model_dir(model_dir, "", "VLM model", VLM_HOW_TO)
     config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
     if type(config) not in transformers.AutoModelForImageTextToText._model_mapping:
         raise ValueError(f"{path}: a {config.model_type!r} model, which AutoModelForImageTextToText does not load")

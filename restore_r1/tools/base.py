@@ -8,15 +8,14 @@ python model.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from restore_r1 import DEGRADATION_TYPES
-from restore_r1.catalog import Catalogue
+from restore_r1.catalog import Catalogue, Entry
 from restore_r1.errors import ImageError, UnavailableError
 from restore_r1.images import check_rgb
 from restore_r1.weights import WeightSpec, find_weights, missing_message
@@ -32,8 +31,8 @@ BACKENDS = ("function", "spandrel", "torchscript", "triton")
 
 
 @dataclass(frozen=True)
-class Tool:
-    """One restoration tool.
+class Tool(Entry):
+    """One restoration tool: a catalogue entry that is itself the callable.
 
     Attributes:
         name: unique name, e.g. ``"clahe"`` or ``"restormer_derain"``.
@@ -65,30 +64,28 @@ class Tool:
     batch_fn: Callable[[Sequence[np.ndarray]], list[np.ndarray]] | None = None
     model: NeuralModel | None = None
 
+    kind: ClassVar[str] = "tool"
+
     def __post_init__(self) -> None:
         if self.degradation not in DEGRADATION_TYPES:
             raise ValueError(f"tool {self.name!r}: degradation {self.degradation!r} not in {DEGRADATION_TYPES}")
         if self.backend not in BACKENDS:
             raise ValueError(f"tool {self.name!r}: backend {self.backend!r} not in {BACKENDS}")
 
-    def availability(self) -> tuple[bool, str]:
-        """``(True, "")`` when the tool can run here, else ``(False, reason)``; the reason names
-        every missing piece (a module, the weights file)."""
+    def missing(self, **kwargs: Any) -> list[str]:
+        """The weights file when it is absent, and a missing runner (see :meth:`Entry.availability`)."""
         reasons = []
-        for module in self.requires:
-            if importlib.util.find_spec(module) is None:
-                how = f"pip install 'restore-r1[{self.extra}]'" if self.extra else f"install {module}"
-                reasons.append(f"needs the Python module {module!r}: {how}")
-                break
         if self.weights is not None and find_weights(self.weights) is None:
             reasons.append(missing_message(self.weights))
         if self.fn is None:
             reasons.append(f"tool {self.name!r} has no runner for backend {self.backend!r}")
-        return (False, "; ".join(reasons)) if reasons else (True, "")
+        return reasons
 
-    @property
-    def available(self) -> bool:
-        return self.availability()[0]
+    def create(self, **kwargs: Any) -> Tool:
+        """The tool itself: a tool is built when it is registered and takes no options."""
+        if kwargs:
+            raise TypeError(f"tool {self.name!r} takes no options, got {sorted(kwargs)}")
+        return self
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
         """Runs the tool on one image (uint8 RGB H×W×3 in and out).
