@@ -1,4 +1,4 @@
-"""The seven synthetic degradations and the 15 evaluation cases (docs/method.md §2, §3).
+"""The seven synthetic degradations, as pure functions and samplers (docs/method.md §2).
 
 Every degradation is a pure function with explicit parameters (``darken_gamma(img, g)``,
 ``motion_blur(img, radius, sigma, angle)``, ...) plus a sampler
@@ -12,22 +12,19 @@ defocus blur, and MiOIR's rain-streak generator.
 Images are ``uint8`` RGB, H×W×3, in and out. (AgenticIR works in BGR; every operation here is
 either per channel or converts with the matching RGB flag, so the maths is the same.)
 
-This module knows nothing of tools, judges or the policy.
+This module knows nothing of tools, judges or the policy; the catalogue that names these
+samplers is :mod:`restore_r1.degradations.catalogue`.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import cv2
 import numpy as np
 
-from restore_r1 import DEGRADATION_TYPES
-from restore_r1.catalog import Catalogue
 from restore_r1.depth import depth_prior
 from restore_r1.errors import ImageError
 from restore_r1.images import check_rgb
@@ -544,253 +541,3 @@ def sample_rain(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, 
     angle = _randint(rng, RAIN_ANGLE_RANGE)
     value = _randint(rng, RAIN_VALUE_RANGE)
     return rain(img, rng, value, length, angle), {"value": value, "length": length, "angle": angle}
-
-
-# --- catalogue ------------------------------------------------------------------------------------
-
-Sampler = Callable[..., tuple[np.ndarray, Params]]
-
-
-@dataclass(frozen=True)
-class Degradation:
-    """One degradation type.
-
-    Attributes:
-        name: one of ``DEGRADATION_TYPES``.
-        description: one line for listings.
-        sample: ``sample(img, rng) -> (uint8 RGB, params)``; with ``uses_depth`` it also takes
-            ``depth=`` (float H×W in [0, 1] or None).
-        uses_depth: whether ``sample`` takes a depth map.
-    """
-
-    name: str
-    description: str
-    sample: Sampler
-    uses_depth: bool = False
-
-
-#: The degradation catalogue, in the order of ``DEGRADATION_TYPES``.
-DEGRADATIONS: Catalogue[Degradation] = Catalogue("degradation")
-for _entry in (
-    Degradation("dark", "low light: shift, gamma or linear squeeze of V in HSV", sample_dark),
-    Degradation("noise", "Gaussian (σ 20–50) or Poisson (scale 1–3) noise", sample_noise),
-    Degradation("jpeg", "JPEG compression, quality 10–29 (OpenCV)", sample_jpeg),
-    Degradation("haze", "atmospheric scattering haze, A 0.7–1.0, β 0.6–1.8", sample_haze, uses_depth=True),
-    Degradation("motion_blur", "linear motion blur, radius 10/15, any angle", sample_motion_blur),
-    Degradation("defocus_blur", "disk defocus blur, radius 3/4/6", sample_defocus_blur),
-    Degradation("rain", "additive rain streaks, length 20–39, angle −30..29°", sample_rain),
-):
-    DEGRADATIONS.register(_entry.name, _entry)
-del _entry
-if tuple(DEGRADATIONS.names()) != DEGRADATION_TYPES:  # pragma: no cover - a programming error
-    raise RuntimeError("DEGRADATIONS must list exactly DEGRADATION_TYPES, in order")
-
-
-def apply_degradation(name: str, img: np.ndarray, rng: np.random.Generator, depth: np.ndarray | None = None) -> tuple[np.ndarray, Params]:
-    """Applies the degradation ``name`` with parameters drawn from ``rng``.
-
-    Args:
-        name: one of ``DEGRADATION_TYPES``.
-        img: uint8 RGB, H×W×3.
-        rng: parameter and noise source.
-        depth: float H×W in [0, 1] for haze; ignored by the others.
-
-    Returns:
-        (uint8 RGB H×W×3, the parameters drawn).
-
-    Raises:
-        KeyError: unknown name (with close-match suggestions).
-    """
-    entry = DEGRADATIONS.get(name)
-    check_rgb(img)
-    if entry.uses_depth:
-        return entry.sample(img, rng, depth=depth)
-    return entry.sample(img, rng)
-
-
-# --- the 15 cases (docs/method.md §3, paper Table 4) --------------------------------------------------------
-
-
-#: The settings of Table 4, in order.
-SETTINGS: tuple[str, ...] = ("I", "II", "III", "IV")
-
-
-@dataclass(frozen=True)
-class Case:
-    """One evaluation case: degradations applied in the listed order.
-
-    Attributes:
-        number: 1..15.
-        name: the degradations joined by "+", e.g. ``"dark+noise"``.
-        setting: "I".."IV", the group of Table 4 the case is averaged in.
-        degradations: names from ``DEGRADATION_TYPES``, in application order.
-    """
-
-    number: int
-    setting: str
-    degradations: tuple[str, ...]
-    #: the degradations joined by "+", e.g. ``"dark+noise"`` (derived, not passed).
-    name: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        for n in self.degradations:
-            DEGRADATIONS.get(n)  # KeyError for a misspelt name
-        if self.setting not in SETTINGS:
-            raise ValueError(f"case {self.number}: unknown setting {self.setting!r}; use one of {SETTINGS}")
-        object.__setattr__(self, "name", "+".join(self.degradations))
-
-
-#: The 15 cases of docs/method.md §3 (paper Table 4), by number.
-CASES: dict[int, Case] = {
-    c.number: c
-    for c in (
-        Case(1, "I", ("dark", "noise")),
-        Case(2, "I", ("defocus_blur", "jpeg")),
-        Case(3, "I", ("motion_blur", "dark")),
-        Case(4, "I", ("noise", "jpeg")),
-        Case(5, "I", ("rain", "haze")),
-        Case(6, "II", ("haze", "noise")),
-        Case(7, "II", ("motion_blur", "jpeg")),
-        Case(8, "II", ("rain", "dark")),
-        Case(9, "III", ("dark", "defocus_blur", "jpeg")),
-        Case(10, "III", ("motion_blur", "defocus_blur", "noise")),
-        Case(11, "III", ("rain", "dark", "noise")),
-        Case(12, "III", ("rain", "haze", "noise")),
-        Case(13, "IV", ("haze", "dark", "motion_blur", "jpeg")),
-        Case(14, "IV", ("rain", "haze", "defocus_blur", "jpeg")),
-        Case(15, "IV", ("rain", "motion_blur", "defocus_blur", "noise", "jpeg")),
-    )
-}
-
-
-def get_case(number: int) -> Case:
-    """The case numbered ``number``.
-
-    Raises:
-        KeyError: no such case.
-    """
-    try:
-        return CASES[int(number)]
-    except (KeyError, ValueError, TypeError):
-        raise KeyError(f"unknown case {number!r}; cases are numbered {min(CASES)}..{max(CASES)}") from None
-
-
-def apply_case(case_number: int, img: np.ndarray, rng: np.random.Generator, depth: np.ndarray | None = None) -> tuple[np.ndarray, list[Params]]:
-    """Applies the degradations of a case in order.
-
-    Args:
-        case_number: 1..15.
-        img: uint8 RGB, H×W×3.
-        rng: parameter and noise source; degradations draw from it in order.
-        depth: float H×W in [0, 1] for haze (None: the depth prior of the image *before* any
-            degradation, so that rain or darkening earlier in the case does not move it).
-
-    Returns:
-        (uint8 RGB H×W×3, ``[{"degradation": name, "params": {...}}, ...]`` in order).
-    """
-    return apply_chain(get_case(case_number).degradations, img, rng, depth=depth)
-
-
-def apply_chain(names: Sequence[str], img: np.ndarray, rng: np.random.Generator, depth: np.ndarray | None = None) -> tuple[np.ndarray, list[Params]]:
-    """Applies degradations in the given order (a case is one such chain).
-
-    Args:
-        names: names from ``DEGRADATION_TYPES``, in application order; repeats allowed.
-        img: uint8 RGB, H×W×3.
-        rng: parameter and noise source; degradations draw from it in order.
-        depth: float H×W in [0, 1] for haze (None: the depth prior of the image *before* any
-            degradation, so that rain or darkening earlier in the chain does not move it).
-
-    Returns:
-        (uint8 RGB H×W×3, ``[{"degradation": name, "params": {...}}, ...]`` in order).
-
-    Raises:
-        KeyError: an unknown name (with close-match suggestions).
-        ValueError: an empty chain.
-    """
-    entries = [DEGRADATIONS.get(n) for n in names]
-    if not entries:
-        raise ValueError("empty degradation chain; name at least one of " + ", ".join(DEGRADATION_TYPES))
-    check_rgb(img)
-    prior_used = depth is None and any(e.uses_depth for e in entries)
-    if prior_used:
-        depth = depth_prior(img)
-    steps: list[Params] = []
-    out = img
-    for entry in entries:
-        out, params = apply_degradation(entry.name, out, rng, depth=depth)
-        if prior_used and entry.uses_depth:
-            params = {**params, "depth": "prior"}
-        steps.append({"degradation": entry.name, "params": params})
-    return out, steps
-
-
-#: The chain of no degradation (``--degradations none``): clean pairs, input = target, which show
-#: a policy that the right answer is to STOP.
-NO_DEGRADATION = "none"
-
-
-def parse_degradations(text: str) -> tuple[str, ...]:
-    """Parses an ordered comma list of degradation names such as ``"noise,jpeg"``.
-
-    Returns:
-        The names in the given order (repeats kept: ``"noise,noise"`` degrades twice);
-        ``()`` for :data:`NO_DEGRADATION` alone.
-
-    Raises:
-        ValueError: empty text or an empty item.
-        KeyError: an unknown name; the message suggests close matches.
-    """
-    known = ", ".join(DEGRADATION_TYPES)
-    if text is None or not str(text).strip():
-        raise ValueError(f"empty degradation list; give names such as 'noise,jpeg' from {known}")
-    names = tuple(item.strip() for item in str(text).split(","))
-    if names == (NO_DEGRADATION,):
-        return ()
-    if NO_DEGRADATION in names:
-        raise ValueError(f"{NO_DEGRADATION!r} stands alone (clean pairs); it cannot be chained with {text!r}")
-    if "" in names:
-        raise ValueError(f"empty item in degradation list {text!r}; separate names by single commas")
-    for name in names:
-        DEGRADATIONS.get(name)  # KeyError with close matches
-    return names
-
-
-_CASE_TOKEN = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
-
-
-def parse_cases(text: str) -> list[int]:
-    """Parses a case list such as ``"1,3,9-12"`` or ``"all"``.
-
-    Returns:
-        Sorted distinct case numbers.
-
-    Raises:
-        ValueError: empty text, a malformed item, a reversed range or a number outside 1..15.
-    """
-    lo, hi = min(CASES), max(CASES)
-    if text is None or not str(text).strip():
-        raise ValueError(f"empty case list; give numbers {lo}..{hi} such as '1,3,9-12' or 'all'")
-    text = str(text).strip()
-    if text.lower() == "all":
-        return sorted(CASES)
-    numbers: set[int] = set()
-    for item in text.split(","):
-        match = _CASE_TOKEN.match(item)
-        if not match:
-            raise ValueError(f"bad case item {item.strip()!r} in {text!r}; expected N or N-M, e.g. '1,3,9-12'")
-        first = int(match.group(1))
-        last = int(match.group(2)) if match.group(2) is not None else first
-        if last < first:
-            raise ValueError(f"bad case range {item.strip()!r}: {first} > {last}")
-        for n in (first, last):
-            if n not in CASES:
-                raise ValueError(f"case {n} is out of range; cases are numbered {lo}..{hi}")
-        numbers.update(range(first, last + 1))
-    return sorted(numbers)
-
-
-def cases_with(names: Sequence[str]) -> list[int]:
-    """Numbers of the cases that use any of the degradations ``names``."""
-    wanted = set(names)
-    return [n for n, c in CASES.items() if wanted & set(c.degradations)]
