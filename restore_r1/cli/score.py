@@ -183,14 +183,14 @@ def _full_reference(name: str) -> bool:
 
 
 def _availability(name: str) -> tuple[bool, str]:
-    """``(True, "")`` or ``(False, "<name> is unavailable: <reason>")``."""
-    from restore_r1.judges import judge_availability
-    from restore_r1.metrics import metric_availability
+    """``(True, "")`` or ``(False, "<name> is unavailable: <reason>")``, from the catalogue entry
+    of the metric or judge (:meth:`restore_r1.catalog.Entry.availability`)."""
+    from restore_r1.judges import JUDGES, resolve_judge_name
+    from restore_r1.metrics import METRICS
 
     judge = _judge_name(name)
-    if judge is None:
-        return metric_availability(name)
-    ok, reason = judge_availability(judge)
+    entry = METRICS.get(name) if judge is None else JUDGES.get(resolve_judge_name(judge))
+    ok, reason = entry.availability()
     return ok, "" if ok else f"{name} is unavailable: {reason}"
 
 
