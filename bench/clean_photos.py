@@ -17,11 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from skimage.metrics import structural_similarity
 
 from restore_r1.agent.inference import load_agent
 from restore_r1.images import read_image
-from restore_r1.metrics import psnr
+from restore_r1.metrics import psnr, ssim
 from restore_r1.registry import local_policy
 from restore_r1.synth import crop_box
 
@@ -53,7 +52,7 @@ def clean_photo_check(policy: str | None, images: Sequence[Path | tuple[str, np.
                 "crop": name,
                 "tools": list(result.tools),
                 "psnr": None if math.isinf(p) else p,
-                "ssim": float(structural_similarity(crop, result.image, channel_axis=2)),
+                "ssim": ssim(result.image, crop),
             }
         )
     changed = [r["psnr"] for r in rows if r["psnr"] is not None]

@@ -22,9 +22,9 @@ import cv2
 import numpy as np
 import skimage.data
 import torch
-from skimage.metrics import peak_signal_noise_ratio
 
 from restore_r1.degradations import gaussian_noise, poisson_noise
+from restore_r1.metrics import psnr
 from restore_r1.tools import classic, dncnn
 
 #: 256-px crops at native resolution: (photo, top, left).
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                 start = time.perf_counter()
                 out = run(noisy)
                 secs.append(time.perf_counter() - start)
-                gains.append(peak_signal_noise_ratio(clean, out) - peak_signal_noise_ratio(clean, noisy))
+                gains.append(psnr(out, clean) - psnr(noisy, clean))
             cells.append(f"{np.mean(gains):+.2f} ({np.min(gains):+.2f}) | {np.mean(secs):.2f}")
         rows.append(f"| {config} | " + " | ".join(cells) + " |")
         sys.stderr.write(rows[-1] + "\n")

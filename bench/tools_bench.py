@@ -24,10 +24,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import skimage.data
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from restore_r1 import DEGRADATION_TYPES
 from restore_r1.degradations import apply_degradation
+from restore_r1.metrics import psnr, ssim
 from restore_r1.tools import list_tools
 
 #: Clean photos from skimage.data (public domain / CC0), resized and centre-cropped to --size.
@@ -46,7 +46,7 @@ def square_crop(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def _scores(clean: np.ndarray, img: np.ndarray) -> tuple[float, float]:
-    return float(peak_signal_noise_ratio(clean, img)), float(structural_similarity(clean, img, channel_axis=2))
+    return psnr(img, clean), ssim(img, clean)
 
 
 def run(size: int, n: int, seed: int) -> dict:

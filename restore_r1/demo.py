@@ -36,12 +36,10 @@ class DemoRow:
 
 def run_demo(out_dir: str | os.PathLike, policy: str | None = None, cases=DEMO_CASES, crop: int = DEMO_CROP, seed: int = DEMO_SEED) -> list[DemoRow]:
     """Restores one degraded held-out crop per case; writes the images and ``contact_sheet.png``."""
-    from skimage.metrics import structural_similarity
-
-    from restore_r1.agent.baselines import psnr
     from restore_r1.agent.inference import Agent
     from restore_r1.degradations import CASES
     from restore_r1.evaluate import EvalConfig, held_out_pairs
+    from restore_r1.metrics import psnr, ssim
     from restore_r1.registry import local_policy
 
     out = Path(out_dir)
@@ -67,8 +65,8 @@ def run_demo(out_dir: str | os.PathLike, policy: str | None = None, cases=DEMO_C
                 scores=res.scores,
                 psnr_before=psnr(pair.lq, pair.gt),
                 psnr_after=psnr(res.image, pair.gt),
-                ssim_before=float(structural_similarity(pair.lq, pair.gt, channel_axis=2)),
-                ssim_after=float(structural_similarity(res.image, pair.gt, channel_axis=2)),
+                ssim_before=ssim(pair.lq, pair.gt),
+                ssim_after=ssim(res.image, pair.gt),
                 seconds=res.seconds,
             )
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from skimage import data, transform
 import restore_r1.cli as cli
 from restore_r1.images import write_image
 from restore_r1.judges import JUDGES, create_judge, judge_availability, judge_is_relative
+from restore_r1.metrics import psnr
 
 
 @pytest.fixture(autouse=True)
@@ -51,11 +51,6 @@ def _run(capsys, *argv):
     return code, out, err
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean(((a.astype(np.float64) - b.astype(np.float64)) / 255) ** 2)
-    return 10 * math.log10(1 / (mse + 1e-8))
-
-
 def test_table_with_one_reference(files, capsys):
     code, out, err = _run(capsys, files["b"], "--ref", files["gt"] / "a.png", "--metrics", "psnr,ssim,piqe")
     assert code == 0 and err == ""
@@ -63,7 +58,7 @@ def test_table_with_one_reference(files, capsys):
     assert header.split() == ["image", "psnr", "ssim", "piqe"]
     cells = row.split()
     assert cells[0] == str(files["b"])
-    assert float(cells[1]) == pytest.approx(_psnr(files["shifted"], files["clean"]), abs=1e-3)
+    assert float(cells[1]) == pytest.approx(psnr(files["shifted"], files["clean"]), abs=1e-3)
     assert 0.0 < float(cells[2]) < 1.0
 
 
@@ -73,7 +68,7 @@ def test_json_with_a_folder_of_references(files, capsys):
     rows = json.loads(out)
     assert [r["image"] for r in rows] == [str(files["a"]), str(files["b"])]
     assert rows[0]["scores"]["psnr"] == pytest.approx(80.0)  # a.png is its own reference
-    assert rows[1]["scores"]["psnr"] == pytest.approx(_psnr(files["shifted"], files["clean"]), abs=1e-3)
+    assert rows[1]["scores"]["psnr"] == pytest.approx(psnr(files["shifted"], files["clean"]), abs=1e-3)
     assert rows[0]["scores"]["niqe"] > 0
     # lpips cannot run without its weights: null score, and the reason names the file
     assert rows[0]["scores"]["lpips"] is None
@@ -187,7 +182,7 @@ def test_judges_and_full_reference_metrics_in_one_table(files, capsys):
     header, row = out.strip().splitlines()
     assert header.split() == ["image", "psnr", "judge:calibrated", "ssim"]
     cells = row.split()
-    assert float(cells[1]) == pytest.approx(_psnr(files["shifted"], files["clean"]), abs=1e-3)
+    assert float(cells[1]) == pytest.approx(psnr(files["shifted"], files["clean"]), abs=1e-3)
     assert float(cells[2]) == pytest.approx(create_judge("calibrated").score([files["shifted"]])[0], abs=1e-4)
 
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import skimage.data
 import torch
-from skimage.metrics import peak_signal_noise_ratio
 
 from restore_r1 import DEGRADATION_TYPES
 from restore_r1.degradations import (
@@ -22,6 +21,7 @@ from restore_r1.degradations import (
     rain,
 )
 from restore_r1.errors import ImageError, UnavailableError
+from restore_r1.metrics import psnr
 from restore_r1.tools import classic, get_tool, list_tools, tool_info
 from restore_r1.tools.paper import PAPER_MODELS
 from restore_r1.tools.torchscript import clear_cache
@@ -161,8 +161,8 @@ def test_unavailable_tool_raises_naming_the_weights(tool):
 @pytest.mark.parametrize("tool", EMBEDDED, ids=_ids(EMBEDDED))
 def test_embedded_tool_improves_its_degradation(tool):
     degraded = DEGRADE[tool.degradation](CLEAN)
-    before = peak_signal_noise_ratio(CLEAN, degraded)
-    after = peak_signal_noise_ratio(CLEAN, tool(degraded))
+    before = psnr(degraded, CLEAN)
+    after = psnr(tool(degraded), CLEAN)
     assert after > before + 0.2, f"{tool.name}: {before:.2f} -> {after:.2f} dB"
 
 
