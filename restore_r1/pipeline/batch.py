@@ -45,7 +45,8 @@ MANIFESTS_DIR = "_manifests"
 MANIFEST_FILE = "manifest.jsonl"
 SUMMARY_FILE = "summary.json"
 #: What each manifest record holds.
-RECORD_FIELDS = ("input", "output", "tools", "scores", "seconds", "partial", "failed", "policy_version", "width", "height", "shard")
+#: ``timings``: where ``seconds`` went in process (``encoder``, ``policy``, ``judge``, ``tool:NAME``); empty when served.
+RECORD_FIELDS = ("input", "output", "tools", "scores", "seconds", "timings", "partial", "failed", "policy_version", "width", "height", "shard")
 #: Failure messages a shard result and the summary carry at most (the counts are always whole).
 MAX_LISTED_FAILURES = 50
 #: The photo suffix of every output (lossless).
@@ -309,6 +310,7 @@ def restore_shard(
                     "tools": list(restored.tools),
                     "scores": [float(s) for s in restored.scores],
                     "seconds": float(restored.seconds),
+                    "timings": {k: float(v) for k, v in restored.timings.items()},
                     "partial": bool(restored.partial),
                     "failed": restored.failed,
                     "policy_version": served if served is not None else plan.policy_version,
