@@ -161,7 +161,7 @@ dncnn-weights: $(STAMP)
 # kfp.local on the bundled photos (small settings) registering into the local registry.
 .PHONY: pipeline pipeline-yaml
 pipeline-yaml: $(STAMP)
-	$(BIN)/python -m pipelines.compile
+	$(BIN)/python -m pipelines.compile --pipeline all
 
 pipeline: $(STAMP)
 	$(BIN)/python -m pipelines.run_local --out pipeline_out

@@ -1,5 +1,5 @@
-"""The six components. Each body parses its inputs, calls one :mod:`restore_r1.pipeline.steps`
-function and writes its outputs; all logic is in the library (installed in the image).
+"""The components. Each body parses its inputs, calls one :mod:`restore_r1.pipeline.steps` (training) or
+:mod:`restore_r1.pipeline.batch` (batch restoration) function and writes its outputs; all logic is in the library (installed in the image).
 
 KFP copies each function's source into the component, so imports live inside the bodies.
 ``install_kfp_package=False``: the image already has ``kfp`` and pods need not reach PyPI.
@@ -124,3 +124,58 @@ def export_serving(registry: str, model_name: str, version: int, s3_endpoint: st
     for note in result.notes:
         print(f"note: {note}")
     print(f"Triton entry restore_r1_policy/{version} -> {triton_entry.uri}" + (f"; copied to {model_repository}" if published else ""))
+
+
+# ------------------------------------------------------------------------------- batch restoration
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def list_photos(input_uri: str, output_uri: str, shards: int, policy: str, registry: str, s3_endpoint: str, plan: Output[Artifact]) -> list:
+    """Photos under ``input_uri`` -> the batch plan (photo list, pinned policy) + the shard indices to fan out over."""
+    from restore_r1.pipeline.batch import plan_batch
+
+    batch = plan_batch(input_uri, output_uri, shards=shards, policy=policy, registry=registry or None, endpoint=s3_endpoint or None)
+    with open(plan.path, "w") as fh:
+        fh.write(batch.to_json())
+    plan.metadata.update({"photos": len(batch.keys), "shards": batch.shards, "policy": batch.policy, "output_uri": batch.output_uri})
+    print(f"{len(batch.keys)} photo(s) under {batch.input_uri} in {batch.shards} shard(s) -> {batch.output_uri}; policy {batch.policy or '(the server)'}")
+    return list(range(batch.shards))
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def restore_shard(plan: Input[Artifact], shard: int, triton_url: str, protocol: str, judge: str, max_steps: int, device: str,
+                  max_pixels: int, overwrite: bool, s3_endpoint: str, accelerator_type: str, accelerator_limit: int) -> str:
+    """One shard of the plan -> restored photos + their manifest records (photos already done are skipped).
+
+    ``accelerator_type`` / ``accelerator_limit`` are the pod's request, only logged here: passing them
+    in carries them into the ParallelFor sub-DAG, whose inputs KFP 2.17 omits when only a resource request uses them."""
+    from restore_r1.pipeline.batch import BatchPlan
+    from restore_r1.pipeline.batch import restore_shard as run_shard
+
+    with open(plan.path) as fh:
+        batch = BatchPlan.from_json(fh.read())
+    where = f"Triton {triton_url} ({protocol})" if triton_url else f"in process on {device} (pod asks {accelerator_limit} x {accelerator_type})"
+    print(f"shard {shard}/{batch.shards}: {len(batch.shard_keys(shard))} photo(s), restoring through {where}", flush=True)
+    result = run_shard(batch, shard, triton_url=triton_url, protocol=protocol, judge=judge, max_steps=max_steps if max_steps >= 0 else None,
+                       device=device, max_pixels=max_pixels or None, overwrite=overwrite, endpoint=s3_endpoint or None,
+                       on_record=lambda r: print(f"shard {shard}: {r['input']} -> {r['output']} {r['tools']} {r['seconds']:.2f} s", flush=True),
+                       on_failure=lambda key, message: print(f"shard {shard}: FAILED {key}: {message}", flush=True))
+    print(f"shard {shard}/{batch.shards}: {result.restored} restored, {result.skipped} skipped, {result.failed} failed in {result.seconds:.1f} s")
+    return result.to_json()
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def summarize_batch(plan: Input[Artifact], results: list, s3_endpoint: str, manifest: Output[Artifact], summary: Output[Markdown],
+                    metrics: Output[Metrics]):
+    """The shards' results -> ``manifest.jsonl`` and ``summary.json`` beside the outputs, a report and the batch's metrics.
+    Failed photos are counted (``batch_failed``) and listed, not raised: a rerun retries them."""
+    from restore_r1.pipeline.batch import MANIFEST_FILE, BatchPlan, ShardResult, finish_batch, summary_markdown, write_manifest_copy
+
+    with open(plan.path) as fh:
+        batch = BatchPlan.from_json(fh.read())
+    report = finish_batch(batch, [ShardResult.from_json(r) for r in results], endpoint=s3_endpoint or None)
+    write_manifest_copy(batch.output_uri, manifest.path, endpoint=s3_endpoint or None)
+    with open(summary.path, "w") as fh:
+        fh.write(summary_markdown(report))
+    for key, value in report.metrics().items():
+        metrics.log_metric(key, value)
+    manifest.metadata.update({"photos": report.done, "uri": f"{batch.output_uri}/{MANIFEST_FILE}"})
+    print(summary_markdown(report))

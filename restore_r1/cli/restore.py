@@ -21,6 +21,13 @@ Through ``--triton-url``, a tool (or the policy) that fails after a successful s
 *partial* result: the best image so far is written, ``partial`` is true and ``failed`` holds the
 server's ``{"step", "tool", "model", "reason", "message"}``, one ``warning:`` line goes to stderr,
 and the image counts as restored (exit 0). A failure at the first step is an error (exit 1).
+
+**A batch under a prefix.** When IN or OUT is an ``s3://bucket/prefix`` URI, IN is one prefix (or
+folder) of photos at any depth and OUT one prefix (or folder), laid out as the ``restore_r1_batch``
+pipeline's (:mod:`restore_r1.pipeline.batch`): ``OUT/<rel>.png``, a record per photo under
+``OUT/_records/`` and ``OUT/manifest.jsonl``. Photos already done (their record exists) are
+skipped, so rerunning a killed command resumes it; ``--overwrite`` restores them all again. The
+last line on stderr sums it up; failed photos are listed (exit 1) and retried by a rerun.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ HELP = "restore images with the agent (default: the shipped policy)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="IN", help="image files or folders")
+    parser.add_argument("inputs", nargs="+", metavar="IN", help="image files or folders, or one s3://bucket/prefix (a resumable batch)")
     add_output_arguments(parser, what="restored images")
     parser.add_argument("--policy", help="policy folder (an MLP policy or a VLM planner) or registry URI (default: $RESTORE_R1_POLICY or the shipped policy)")
     parser.add_argument("--device", default="cpu", help="where a VLM planner runs: cpu or cuda[:N] (default cpu; the MLP runs on CPU)")
@@ -56,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.triton_url and args.policy:
         raise ValueError("--policy is for in-process restores; a Triton server's agent uses the policy of its model repository")
+    if any(str(item).startswith("s3://") for item in [*args.inputs, args.out]):
+        return run_batch(args)
     paths = expand_inputs(args.inputs)
     targets = output_targets(paths, args.out, overwrite=args.overwrite)  # refuse before loading anything
     if args.triton_url:
@@ -93,6 +102,52 @@ def run(args: argparse.Namespace) -> int:
 
     failures = image_batch(paths, targets, args.max_pixels, work)
     return failures.report(len(paths))
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    """``restore-r1 restore s3://bucket/prefix -o s3://bucket/out``: the batch of one prefix, resumable."""
+    from restore_r1.cli.common import BatchFailures
+    from restore_r1.images import IMAGE_FORMATS
+    from restore_r1.pipeline.batch import MANIFEST_FILE, finish_batch, plan_batch, restore_shard
+
+    if len(args.inputs) != 1:
+        raise ValueError(f"with an s3:// input or output, IN is one prefix or folder; got {len(args.inputs)}: {' '.join(args.inputs)}")
+    if not args.out.startswith("s3://") and args.out.lower().endswith(tuple(IMAGE_FORMATS)):
+        raise ValueError(f"-o {args.out} names one image file; a batch writes under a prefix or folder")
+    plan = plan_batch(args.inputs[0], args.out, shards=1, policy=args.policy or "")
+    failures = BatchFailures()
+
+    def show(record: dict) -> None:
+        if record["partial"]:
+            print(f"warning: {record['input']}: {partial_warning(record['failed'])}", file=sys.stderr, flush=True)
+        if args.json:
+            print(json.dumps(record), flush=True)
+        else:
+            chain = " -> ".join(record["tools"]) or "(no tool)"
+            scores = " -> ".join(f"{s:.3f}" for s in record["scores"])
+            flag = " (partial)" if record["partial"] else ""
+            print(f"{record['input']}: {chain}; judge {scores}; {record['seconds']:.2f} s -> {record['output']}{flag}", flush=True)
+
+    result = restore_shard(
+        plan,
+        0,
+        triton_url=args.triton_url or "",
+        protocol=args.protocol,
+        judge=args.judge,
+        max_steps=args.max_steps,
+        device=args.device,
+        max_pixels=args.max_pixels,
+        overwrite=args.overwrite,
+        on_record=show,
+        on_failure=lambda key, message: failures.add(key, RuntimeError(message)),
+    )
+    summary = finish_batch(plan, [result])
+    print(
+        f"{summary.restored} restored ({summary.partial} partial), {summary.skipped} skipped as done before, {summary.failed} failed "
+        f"of {summary.photos} in {summary.seconds:.1f} s -> {plan.output_uri}/{MANIFEST_FILE}",
+        file=sys.stderr,
+    )
+    return failures.report(summary.photos)
 
 
 def time_breakdown(timings: dict[str, float]) -> str:
