@@ -44,9 +44,9 @@ if not (VENV / "bin" / "python").exists():
 
 #: Concurrent clients of the load test.
 CLIENTS = 16
-#: Seconds of load the memory test samples. The issue asks for 120 s; 60 s keeps this file near
-#: 4 minutes on the 2-core machine (3 server starts of ~25 s each, and the other two tests).
-LOAD_SECONDS = 60
+#: Seconds of load the memory test samples (the serving issue asks for 2 minutes; this file then
+#: takes about 5 minutes on the 2-core machine: 3 server starts of ~25 s each and two other tests).
+LOAD_SECONDS = 120
 #: Seconds of load before sampling starts (every tool model and both agent instances see the
 #: image size, and malloc's kept heap reaches its working set).
 WARMUP_SECONDS = 10
