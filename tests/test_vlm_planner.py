@@ -24,7 +24,12 @@ from restore_r1.images import read_image, write_image
 TOOLS = ("gamma_correction", "constant_shift", "clahe")
 #: What the fitted planner answers for any image.
 ANSWER = "gamma_correction, clahe, STOP"
-FIT_STEPS, FIT_LR = 80, 1e-2
+#: Supervised steps and Adam's learning rate of the test fit. The fitted model must write the
+#: plan greedily and still sample some non-plans (the GRPO tests need both). Under transformers
+#: 5.24 (a fresh environment, 2026-12-03), 1e-2 overshot: greedy answers never ended with STOP
+#: ("gamma_correction, clahe, clahe, clahe,"); 3e-3 and 4e-3 made the model too sure for the GRPO
+#: tests; 5e-3 to 7e-3 pass all of them.
+FIT_STEPS, FIT_LR = 80, 6e-3
 
 
 @pytest.fixture(scope="module", autouse=True)
