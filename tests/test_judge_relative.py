@@ -9,12 +9,19 @@ import pytest
 from restore_r1.agent.baselines import run_exploration
 from restore_r1.judges import JudgeError, create_judge, judge_availability, judge_is_relative
 from restore_r1.judges import fit as F
+from restore_r1.judges.features import JUDGE_FEATURE_DIM, JUDGE_FEATURES, judge_features_one
 from restore_r1.judges.ranker import RankerError, RankerModel, load_ranker, save_ranker
 from restore_r1.judges.relative import (
+    CHANGE_FEATURES,
+    CONTEXT_FEATURES,
+    CONTEXT_SOURCE,
     RELATIVE_FEATURE_DIM,
     RELATIVE_FEATURES,
     RELATIVE_KIND,
     RelativeJudge,
+    change_features_one,
+    context_features_one,
+    context_of,
     is_relative,
     relative_features,
     relative_features_one,
@@ -42,6 +49,36 @@ def test_features_match_their_names_and_are_finite(scene):
     for ref, img in ((scene, _noisy(scene, 10)), (scene, scene), (flat, flat), (flat, _noisy(flat, 3))):
         x = relative_features_one(ref, img)
         assert x.shape == (RELATIVE_FEATURE_DIM,) and np.isfinite(x).all()
+
+
+#: A context set for the tests (the shipped judge reads none: relative.CONTEXT_SOURCE).
+CONTEXT = ("v_mean", "v_p05", "dark_channel_mean", "saturation_mean", "luma_hist00", "g_std")
+
+
+def test_context_is_the_references_judge_features(scene):
+    # The fit reads the context from the groups' stored judge features (fit.relative_rows); a
+    # runtime judge computes it from the reference: both must agree bit for bit.
+    assert RELATIVE_FEATURES == (*CHANGE_FEATURES, *CONTEXT_FEATURES) and len(CONTEXT_FEATURES) == len(CONTEXT_SOURCE)
+    assert all(n in JUDGE_FEATURES for n in CONTEXT_SOURCE)
+    dark = (scene * 0.25).astype(np.uint8)
+    for ref in (scene, dark, _noisy(scene, 20)):
+        ctx = context_features_one(ref, CONTEXT)
+        assert ctx.shape == (len(CONTEXT),) and np.array_equal(ctx, context_of(judge_features_one(ref), CONTEXT))
+        assert np.array_equal(relative_features_one(ref, dark, ctx)[len(CHANGE_FEATURES) :], ctx)
+    assert context_features_one(dark, CONTEXT)[0] < context_features_one(scene, CONTEXT)[0]  # v_mean
+    assert np.array_equal(relative_features_one(scene, dark), np.concatenate([change_features_one(scene, dark), context_features_one(scene)]))
+    with pytest.raises(ValueError, match="no context feature 'nss0_ggd_shape'"):
+        context_features_one(scene, ("v_mean", "nss0_ggd_shape"))
+
+
+def test_fit_reads_the_context_it_was_configured_with():
+    groups = _toy_groups(6, 0)
+    model = F.fit_relative(groups, F.FitConfig(relative_epochs=5, relative_hidden=8, context=CONTEXT))
+    assert model.features == (*CHANGE_FEATURES, *(f"ref_{n}" for n in CONTEXT)) and F.model_context(model) == CONTEXT
+    rows = F.relative_rows(groups[0], CONTEXT)
+    assert rows.shape == (len(groups[0].pairs), len(CHANGE_FEATURES) + len(CONTEXT))
+    assert np.array_equal(rows[:, len(CHANGE_FEATURES) :], groups[0].x[groups[0].pairs[:, 0]][:, [JUDGE_FEATURES.index(n) for n in CONTEXT]])
+    assert F.evaluate_relative(model, groups)["groups"] == 6
 
 
 def test_features_describe_what_changed(scene):
@@ -115,14 +152,15 @@ def _toy_groups(n_groups: int, seed: int) -> list[F.Group]:
     for _ in range(n_groups):
         psnr = np.zeros(len(kinds))
         psnr[0], psnr[1] = 40.0, 20.0
-        rx = np.zeros((len(kinds), RELATIVE_FEATURE_DIM))
+        rx = np.zeros((len(kinds), len(CHANGE_FEATURES)))
         rx[1:, :2] = rng.normal(size=(len(kinds) - 1, 2))
         rx[0, :2] = 0.0  # the identity pair
         gains = 3 * rx[1:, 0] - 2 * np.abs(rx[1:, 1])
         psnr[2:] = 20 + gains[1:]
         pairs = np.array([(1, 1)] + [(1, i) for i in range(2, len(kinds))] + [(0, 1)])
-        feats = np.concatenate([rx[[0]], rx[2:], rng.normal(size=(1, RELATIVE_FEATURE_DIM))])
-        groups.append(F.Group("toy", ["noise"], np.zeros((len(kinds), 2)), psnr, kinds, [""] * len(kinds), None, pairs, feats))
+        feats = np.concatenate([rx[[0]], rx[2:], rng.normal(size=(1, len(CHANGE_FEATURES)))])
+        x = rng.normal(size=(len(kinds), JUDGE_FEATURE_DIM)).astype(np.float32)
+        groups.append(F.Group("toy", ["noise"], x, psnr, kinds, [""] * len(kinds), None, pairs, feats))
     return groups
 
 

@@ -40,7 +40,7 @@ import numpy as np
 from restore_r1 import DEGRADATION_TYPES
 from restore_r1.judges.features import JUDGE_FEATURE_DIM, JUDGE_FEATURES, judge_features_one
 from restore_r1.judges.ranker import RankerModel
-from restore_r1.judges.relative import RELATIVE_FEATURES, relative_features_one
+from restore_r1.judges.relative import CHANGE_FEATURES, CONTEXT_SOURCE, change_features_one, context_features_one, context_of
 from restore_r1.versions import pixel_versions
 
 #: Clean images have infinite PSNR; targets are capped here.
@@ -105,6 +105,7 @@ class FitConfig:
     search_steps: int = 4  #: steps of that search
     workers: int = 2  #: processes building data
     tools: tuple[str, ...] = FIT_TOOLS  #: tools applied to build the groups (empty: every available tool)
+    context: tuple[str, ...] = CONTEXT_SOURCE  #: the reference's judge features the relative judge also sees (relative.CONTEXT_SOURCE)
 
 
 @dataclass
@@ -119,7 +120,19 @@ class Group:
     what: list[str] = field(default_factory=list)  # chain prefix or tool names
     images: list[np.ndarray] | None = None  # the images themselves, when kept (benches score other judges on them)
     pairs: np.ndarray | None = None  # [m, 2] (reference index, image index) pairs of the relative judge
-    rx: np.ndarray | None = None  # [m, RELATIVE_FEATURE_DIM] their relative features
+    rx: np.ndarray | None = None  # [m, len(CHANGE_FEATURES)] their change features (the context comes from x: relative_rows)
+
+
+def relative_rows(g: Group, context: Sequence[str] = CONTEXT_SOURCE) -> np.ndarray:
+    """The relative judge's feature rows of a group's pairs: the change features ``g.rx`` beside
+    the ``context`` of each pair's reference, taken from the reference's judge features ``g.x``
+    (bit-equal to :func:`restore_r1.judges.relative.context_features_one`)."""
+    return np.hstack([g.rx, context_of(g.x[g.pairs[:, 0]], context)])
+
+
+def model_context(model: RankerModel) -> tuple[str, ...]:
+    """The context features a fitted relative model reads (its ``ref_*`` feature names)."""
+    return tuple(n[len("ref_") :] for n in model.features if n.startswith("ref_"))
 
 
 def relative_pairs(kind: Sequence[str], what: Sequence[str]) -> list[tuple[int, int]]:
@@ -228,7 +241,7 @@ def build_group(path: str, index: int, cfg: FitConfig, mode: str, keep_images: b
     x = np.stack([judge_features_one(img) for img, _, _ in images])
     kinds, whats = [k for _, k, _ in images], [w for _, _, w in images]
     pairs = np.asarray(relative_pairs(kinds, whats), dtype=np.int64)
-    rx = np.stack([relative_features_one(images[a][0], images[b][0]) for a, b in pairs])
+    rx = np.stack([change_features_one(images[a][0], images[b][0]) for a, b in pairs])
     return Group(
         scene,
         degs,
@@ -246,7 +259,8 @@ def search_states(path: str, index: int, cfg: FitConfig, mode: str, model: Ranke
     """Hard examples for the relative judge: greedy search from the group's degraded input with
     the first-round ``model`` (try every tool, keep the one it scores highest, never the same tool
     twice in a row, :attr:`FitConfig.search_steps` steps, no early stop). Every candidate of every
-    step is returned, against the input: ``(relative features [m, R], PSNR gains [m])``. These are
+    step is returned, against the input: ``(change features [m, C], PSNR gains [m])`` (the context
+    is the input's, read from its group's ``x``). These are
     the decisions an agent trained on the judge faces past the two steps of :func:`build_group`,
     where the first round overrates chains of mild smoothing and repeated brightening."""
     import cv2
@@ -258,16 +272,17 @@ def search_states(path: str, index: int, cfg: FitConfig, mode: str, model: Ranke
     clean, degraded = images[0][0], images[-1][0]
     tools = [get_tool(n) for n in cfg.tools] if cfg.tools else list_tools(available_only=True)
     base = psnr_db(degraded, clean)
-    identity = float(model.predict_db(relative_features_one(degraded, degraded)[None])[0])
+    context = context_features_one(degraded, model_context(model))
+    identity = float(model.predict_db(np.concatenate([change_features_one(degraded, degraded), context])[None])[0])
     feats, gains = [], []
     current, last = degraded, None
     for _ in range(cfg.search_steps):
         cands = [t for t in tools if t.name != last]
         outs = [t(current) for t in cands]
-        rx = np.stack([relative_features_one(degraded, o) for o in outs])
+        rx = np.stack([change_features_one(degraded, o) for o in outs])
         feats.append(rx)
         gains.extend(psnr_db(o, clean) - base for o in outs)
-        best = int(np.argmax(model.predict_db(rx) - identity))
+        best = int(np.argmax(model.predict_db(np.hstack([rx, np.broadcast_to(context, (len(rx), len(context)))])) - identity))
         current, last = outs[best], cands[best].name
     return np.concatenate(feats), np.asarray(gains, dtype=np.float64)
 
@@ -494,11 +509,13 @@ def _fit_relative(groups, cfg, info, extra) -> RankerModel:
     torch.manual_seed(cfg.seed)
     xs, ys, refs = [], [], []
     for gi, g in enumerate(groups):
-        xs.append(g.rx)
+        xs.append(relative_rows(g, cfg.context))
         ys.append(g.psnr[g.pairs[:, 1]] - g.psnr[g.pairs[:, 0]])
         refs.extend((gi, int(a)) for a in g.pairs[:, 0])
     for gi, (rx, gains) in sorted((extra or {}).items()):
-        xs.append(rx)
+        g = groups[gi]
+        context = context_of(g.x[g.kind.index("degraded")], cfg.context)
+        xs.append(np.hstack([rx, np.broadcast_to(context, (len(rx), len(context)))]))
         ys.append(gains)
         refs.extend([(gi, groups[gi].kind.index("degraded"))] * len(gains))
     x, y = np.concatenate(xs), np.concatenate(ys)
@@ -532,7 +549,8 @@ def _fit_relative(groups, cfg, info, extra) -> RankerModel:
         opt.step()
         sched.step()
     layers = _layers(net)
-    return RankerModel(RELATIVE_FEATURES, mean.astype(np.float64), std.astype(np.float64), layers, 0.0, RELATIVE_DB_SCALE, dict(info or {}))
+    features = (*CHANGE_FEATURES, *(f"ref_{n}" for n in cfg.context))
+    return RankerModel(features, mean.astype(np.float64), std.astype(np.float64), layers, 0.0, RELATIVE_DB_SCALE, dict(info or {}))
 
 
 def evaluate_relative(model: RankerModel, groups: Sequence[Group]) -> dict[str, Any]:
@@ -544,9 +562,10 @@ def evaluate_relative(model: RankerModel, groups: Sequence[Group]) -> dict[str, 
         d = g.kind.index("degraded")
         q = np.full(len(g.psnr), np.nan)
         q[d] = 0.0
-        identity = float(model.predict_db(g.rx[[0]])[0])  # (d, d) comes first
+        rows = relative_rows(g, model_context(model))
+        identity = float(model.predict_db(rows[[0]])[0])  # (d, d) comes first
         on_input = [j for j, (a, _) in enumerate(g.pairs) if a == d]
-        pred = model.predict_db(g.rx[on_input]) - identity
+        pred = model.predict_db(rows[on_input]) - identity
         for j, p in zip(on_input, pred):
             if g.pairs[j][1] != d:
                 q[g.pairs[j][1]] = p
@@ -615,7 +634,8 @@ def fit_default(
     key = {
         "data": {f: getattr(cfg, f) for f in DATA_FIELDS},
         "features": list(JUDGE_FEATURES),
-        "relative_features": list(RELATIVE_FEATURES),
+        # The groups store the change features; the context is read from x when fitting.
+        "relative_features": list(CHANGE_FEATURES),
         "pixel_versions": pixel_versions(),
     }
     groups = _cached_groups(cache_dir, "train", {**key, "photos": train}, lambda: build_groups(train, cfg, "mixed", progress=progress))

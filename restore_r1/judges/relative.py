@@ -5,13 +5,14 @@ mistake content for quality: a smooth sky reads as blur, an evening scene as und
 every brightening or sharpening tool looks like a gain (bench/results/judges.md). This judge
 scores an image **against the image the episode started from** — the user's degraded input, never
 a clean reference — and predicts the PSNR gain of the change in dB: ``Q(I | I₀)``, with
-``Q(I₀ | I₀) = 0``. Its features (:data:`RELATIVE_FEATURES`) describe the change only: how the
-brightness and colour moved, which frequency bands gained or lost energy, whether the removed
-residual follows the input's edges (texture lost) or is white and uniform (noise removed), sits on
-the 8-px grid (blocks removed) or runs vertically (streaks removed), what clipped, and how similar
-the two images are (SSIM, gradient similarity). No absolute property of either image is used, so
-the scene's own content cancels out; adding the absolute features measured worse on the
-validation scenes.
+``Q(I₀ | I₀) = 0``. Its features (:data:`RELATIVE_FEATURES`) describe the change only
+(:data:`CHANGE_FEATURES`): how the brightness and colour moved, which frequency bands gained or
+lost energy, whether the removed residual follows the input's edges (texture lost) or is white and
+uniform (noise removed), sits on the 8-px grid (blocks removed) or runs vertically (streaks
+removed), what clipped, and how similar the two images are (SSIM, gradient similarity). No
+absolute property of either image is used, so the scene's own content cancels out: adding the
+output's absolute features, or the input's as context (:data:`CONTEXT_SOURCE`), measured worse on
+the validation scenes.
 
 Like ``ranker``, it needs no label at agent-training time (it sees the input and the current
 image, nothing else) and was fitted OFFLINE by :mod:`restore_r1.judges.fit` (``make judge``) on
@@ -34,8 +35,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from restore_r1.encoders import STATS_FEATURES, degradation_stats
 from restore_r1.images import check_rgb
-from restore_r1.judges.features import tiles
+from restore_r1.judges.features import EXPOSURE_FEATURES, JUDGE_FEATURES, exposure_features, tiles
 
 #: The shipped model: ``relative.json`` (metadata) beside ``relative.safetensors`` (weights).
 RELATIVE_PATH = Path(__file__).resolve().parent.parent / "data" / "judges" / "relative.json"
@@ -52,7 +54,8 @@ SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2
 #: Gradient-magnitude similarity constant (GMSD, Xue et al. 2014, for images in [0, 1]).
 GMS_C = 0.0026
 
-RELATIVE_FEATURES: tuple[str, ...] = (
+#: Features of the change from the reference to the image.
+CHANGE_FEATURES: tuple[str, ...] = (
     "d_luma_mean",
     "d_r_mean",
     "d_g_mean",
@@ -75,6 +78,17 @@ RELATIVE_FEATURES: tuple[str, ...] = (
     "gms_std",
     "gms_mean",
 )
+#: The reference's own judge features (names in :data:`restore_r1.judges.features.JUDGE_FEATURES`)
+#: that the judge reads the change against: none. Its context would let the same brightening
+#: count as a gain on a dark input and a loss on a well-exposed one, but every set tried
+#: (exposure, haze and colour statistics, all 32 degradation statistics, plus the luma histogram)
+#: measured worse on the validation scenes than the change alone: the MLP learns the 20
+#: training scenes' own brightness instead (bench/results/judge_context.md, docs/method.md §1.4).
+#: ``FitConfig.context`` fits other sets; shipping one means setting it here and ``make judge``.
+CONTEXT_SOURCE: tuple[str, ...] = ()
+#: Their names as features of the relative judge.
+CONTEXT_FEATURES: tuple[str, ...] = tuple(f"ref_{name}" for name in CONTEXT_SOURCE)
+RELATIVE_FEATURES: tuple[str, ...] = (*CHANGE_FEATURES, *CONTEXT_FEATURES)
 RELATIVE_FEATURE_DIM = len(RELATIVE_FEATURES)
 
 
@@ -115,9 +129,39 @@ def _gradient(y: np.ndarray) -> np.ndarray:
     return np.sqrt(gx * gx + gy * gy)
 
 
-def relative_features_one(reference: np.ndarray, image: np.ndarray) -> np.ndarray:
+def context_of(judge_features: np.ndarray, source: Sequence[str] = CONTEXT_SOURCE) -> np.ndarray:
+    """The context features ``source`` (default :data:`CONTEXT_SOURCE`) picked out of judge
+    feature vectors ``[..., JUDGE_FEATURE_DIM]``, as float64."""
+    index = np.asarray([JUDGE_FEATURES.index(n) for n in source], dtype=np.int64)
+    return np.asarray(judge_features)[..., index].astype(np.float64)
+
+
+def context_features_one(reference: np.ndarray, source: Sequence[str] = CONTEXT_SOURCE) -> np.ndarray:
+    """The context features ``source`` of one reference tile: float64 ``[len(source)]``, equal to
+    ``context_of(judge_features_one(reference), source)`` but computing only the groups it needs
+    (the degradation statistics and the exposure features; the NSS features are not offered)."""
+    values: dict[str, float] = {}
+    if any(n in STATS_FEATURES for n in source):
+        values.update(zip(STATS_FEATURES, degradation_stats(reference).astype(np.float32)))
+    if any(n in EXPOSURE_FEATURES for n in source):
+        values.update(zip(EXPOSURE_FEATURES, exposure_features(reference)))
+    unknown = [n for n in source if n not in values]
+    if unknown:
+        raise ValueError(f"relative judge: no context feature {unknown[0]!r} (use degradation statistics or exposure features)")
+    return np.asarray([values[n] for n in source], dtype=np.float64)
+
+
+def relative_features_one(reference: np.ndarray, image: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
+    """Features of ``image`` against ``reference`` (same-shape uint8 RGB tiles): float64
+    ``[RELATIVE_FEATURE_DIM]`` in :data:`RELATIVE_FEATURES` order, the change then the
+    reference's context (``context``: :func:`context_features_one` of ``reference``, when known)."""
+    ctx = context_features_one(reference) if context is None else context
+    return np.concatenate([change_features_one(reference, image), ctx])
+
+
+def change_features_one(reference: np.ndarray, image: np.ndarray) -> np.ndarray:
     """Features of the change from ``reference`` to ``image`` (same-shape uint8 RGB tiles):
-    float64 ``[RELATIVE_FEATURE_DIM]`` in :data:`RELATIVE_FEATURES` order."""
+    float64 ``[len(CHANGE_FEATURES)]`` in :data:`CHANGE_FEATURES` order."""
     yi, yo = _luma(reference), _luma(image)
     r = yo - yi
     fi, fo = reference.astype(np.float32) / 255.0, image.astype(np.float32) / 255.0
@@ -162,12 +206,17 @@ def relative_features(references: Sequence[np.ndarray], images: Sequence[np.ndar
     if len(references) != len(images):
         raise ValueError(f"relative judge: {len(references)} references for {len(images)} images")
     out = []
+    contexts: dict[int, list[np.ndarray]] = {}
     for i, (ref, img) in enumerate(zip(references, images)):
         check_rgb(ref, name=f"relative judge reference {i}")
         check_rgb(img, name=f"relative judge image {i}")
         if ref.shape != img.shape:
             raise ValueError(f"relative judge: image {i} is {img.shape[1]}×{img.shape[0]} but its reference is {ref.shape[1]}×{ref.shape[0]}")
-        out.append(np.stack([relative_features_one(a, b) for a, b in zip(tiles(ref), tiles(img))]))
+        ref_tiles = tiles(ref)
+        key = id(ref)
+        if key not in contexts:  # one reference is usually scored against many images
+            contexts[key] = [context_features_one(t) for t in ref_tiles]
+        out.append(np.stack([relative_features_one(a, b, c) for a, b, c in zip(ref_tiles, tiles(img), contexts[key])]))
     return out
 
 
