@@ -125,7 +125,7 @@ bench: data
 	$(BIN)/python bench/judges_bench.py --out bench/results
 	$(BIN)/python bench/agent_bench.py --out bench/results
 
-# The shipped default policy's recipe (docs/method.md §8), reproducing its weights bit for bit: GRPO against the relative
+# The shipped default policy's recipe (docs/method.md §8), reproducing its weights bit for bit on the same CPU: GRPO against the relative
 # judge on one synthetic image per case of each of the corpus's 20 training scenes. 10-25 min on 2 cores; a killed run
 # resumes from its last checkpoint (runs/default_policy) with the same result.
 DEFAULT_POLICY := restore_r1/data/default_policy
