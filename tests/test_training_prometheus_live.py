@@ -3,7 +3,7 @@
 ``torchrun`` runs ``restore-r1 train --distributed`` with 2 gloo ranks on six 64-pixel crops and
 ``--metrics-port``: rank 0 serves /metrics (rank 1 must not try to: the port is taken), and keeps
 serving after the last update (``--metrics-linger``) until the test stops it by process id.
-Prometheus (Debian's, from ``make promtool``) scrapes it every second under the job name the
+Prometheus (Debian's, from ``make promtool``) scrapes it every 250 ms under the job name the
 chart's PodMonitor gives (``restore-r1-trainer``). Once the final update is scraped, every panel
 query of charts/restore-r1/dashboards/restore-r1-training.json, its variables resolved by the
 board's own variable queries, must return a finite value.
@@ -35,23 +35,28 @@ BOARD = chart.CHART_DIR / "dashboards" / "restore-r1-training.json"
 #: The PodMonitor's jobLabel is app.kubernetes.io/name: this is the job its series get.
 JOB = TRAINER_POD_LABELS["app.kubernetes.io/name"]
 RUN = "live-run"
-INTERVAL = "1s"
+INTERVAL = "250ms"
 #: Covers the whole run (well under two minutes), as $__rate_interval would for a short range.
 RATE_INTERVAL = "2m"
 WAIT_S = 300
+#: Updates of the run. rate() needs two scrapes taken while the counters move; the 4 updates of
+#: TINY_TRAIN fit between two 1-s scrapes on an idle core (a fresh clone's CI run failed so:
+#: every rate panel empty). 60 updates take ~3 s here, i.e. ~12 scrapes at INTERVAL.
+STEPS = 60
+ARGS = [*TINY_TRAIN[: TINY_TRAIN.index("--steps") + 1], str(STEPS), *TINY_TRAIN[TINY_TRAIN.index("--steps") + 2 :]]
 
 
 def test_prometheus_scrapes_a_training_run_and_the_training_dashboard_has_data(tiny_train_data, tmp_path):
     port = free_port()
     prom = prometheus.PrometheusServer({JOB: [f"{prometheus.HOST}:{port}"]}, (), INTERVAL, INTERVAL).start()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc-per-node", "2", str(WORKER), "train"]
-    cmd += ["--distributed", "--dist-backend", "gloo", "--data", str(tiny_train_data), "--out", str(tmp_path / "run"), *TINY_TRAIN]
+    cmd += ["--distributed", "--dist-backend", "gloo", "--data", str(tiny_train_data), "--out", str(tmp_path / "run"), *ARGS]
     cmd += ["--metrics-port", str(port), "--metrics-addr", prometheus.HOST, "--metrics-run", RUN, "--metrics-linger", "600"]
     log = open(tmp_path / "train.log", "w")
     trainer = subprocess.Popen(cmd, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         final = f'{tm.UPDATE}{{job="{JOB}", run="{RUN}"}}'
-        planned = int(TINY_TRAIN[TINY_TRAIN.index("--steps") + 1])
+        planned = STEPS
 
         def finished():
             if trainer.poll() is not None:
