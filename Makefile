@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE := 1
 # corpus's 20 training scenes, the 15 classic tools; the tools are pinned so that adding tools to the
 # catalogue does not change what `make default-policy` reproduces. The tool cost is in predicted dB.
 DEFAULT_TOOLS := clahe,gamma_correction,constant_shift,nlm_denoise,guided_denoise,jpeg_dct_deblock,jpeg_guided_deblock,dcp_dehaze,cap_dehaze,wiener_motion_deblur,rl_motion_deblur,wiener_defocus_deblur,unsharp_defocus,rain_opening,rain_median
-DEFAULT_TRAIN_ARGS ?= --judge relative --tools $(DEFAULT_TOOLS) --steps 100 --group 8 --batch-images 4 --lr 2e-3 --entropy-coef 0.02 --tool-cost 0.1 --seed 1
+DEFAULT_TRAIN_ARGS ?= --judge relative --tools $(DEFAULT_TOOLS) --steps 100 --group 8 --batch-images 4 --lr 2e-3 --entropy-coef 0.02 --tool-cost 0.1 --seed 1 --serve-forbid-cycle
 # The previous default policy (calibrated judge, the 4 bundled training photos) and the corpus attempt
 # against the ranker judge with the DnCNN denoiser: both measured below the shipped one
 # (bench/results/agent_v1.md, bench/results/agent_v2_attempt.md); kept reproducible.

@@ -64,6 +64,27 @@ def test_train_writes_policy_log_and_checkpoints(trained):
         assert key in log[0]
 
 
+def test_serve_forbid_cycle_writes_the_same_weights_with_loops_masked(trained, tmp_path):
+    # The default policy's recipe trains without the A -> B -> A mask and serves with it.
+    data, policy = trained
+    run = tmp_path / "run"
+    args = ["train", "--data", str(data), "--out", str(run), "--tools", TOOLS, "--steps", "2", "--group", "2", "--batch-images", "2"]
+    args += ["--max-steps", "2", "--checkpoint-every", "1", "--judge", "piqe", "--no-progress", "--serve-forbid-cycle"]
+    assert main(args) == 0
+    served = json.loads((run / "policy" / "policy.json").read_text())
+    trained_cfg = json.loads((policy / "policy.json").read_text())
+    assert served["config"]["forbid_cycle"] is True and trained_cfg["config"]["forbid_cycle"] is False
+    assert served["config"]["extra"]["grpo"]["forbid_cycle"] is False  # training did not mask
+    assert {k: v for k, v in served["config"].items() if k != "forbid_cycle"} == {k: v for k, v in trained_cfg["config"].items() if k != "forbid_cycle"}
+    assert (run / "policy" / "policy.safetensors").read_bytes() == (policy / "policy.safetensors").read_bytes()
+    from restore_r1.agent.policy import load_policy
+
+    served_policy = load_policy(run / "policy")
+    served_policy.config.max_steps = 5  # room for a third step
+    mask = served_policy.action_mask([[0, 1]])
+    assert not mask[0, 0] and not mask[0, 1] and mask[0, -1]  # A -> B -> A and B -> B masked, STOP allowed
+
+
 def test_train_reads_only_degraded_images(trained, tmp_path):
     data, _ = trained
     # Without the clean images the data set still trains: gt is never opened.

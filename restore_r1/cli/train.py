@@ -65,6 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip-eps", type=positive_float, default=d.clip_eps, help=f"ratio clipping ε (default {d.clip_eps})")
     parser.add_argument("--kl-beta", type=float, help=f"KL weight β to the initial policy (default {d.kl_beta}; vlm {v.kl_beta})")
     parser.add_argument("--forbid-cycle", action="store_true", help="mask the tool called two steps before too (no A -> B -> A loops)")
+    parser.add_argument(
+        "--serve-forbid-cycle",
+        action="store_true",
+        help="write the policy with A -> B -> A loops masked at inference, whether or not training masked them (the default policy's recipe)",
+    )
     parser.add_argument("--entropy-coef", type=float, default=d.entropy_coef, help=f"entropy bonus (default {d.entropy_coef})")
     parser.add_argument("--tool-cost", type=float, default=d.tool_cost, help=f"reward cost per tool call (default {d.tool_cost})")
     parser.add_argument("--seed", type=non_negative_int, default=d.seed, metavar="S", help=f"seed (default {d.seed})")
@@ -148,6 +153,15 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
+def _set_forbid_cycle(policy_dir) -> None:
+    """Rewrites the policy in ``policy_dir`` with ``forbid_cycle`` on (its weights unchanged)."""
+    from restore_r1.agent.policy import load_policy, save_policy
+
+    policy = load_policy(policy_dir)
+    policy.config.forbid_cycle = True
+    save_policy(policy, policy_dir)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.planner == "vlm":
         if args.distributed or args.export:
@@ -159,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
         result, tools = _train_mlp(args)
         if result is None:  # a rank other than 0: rank 0 reports
             return 0
+        if args.serve_forbid_cycle:
+            _set_forbid_cycle(result.policy_dir)
     else:
         raise ValueError(f"unknown planner {args.planner!r}")
     last = result.records[-1] if result.records else {}
