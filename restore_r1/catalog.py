@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Generic, TypeVar
 
 from restore_r1.errors import RestoreR1Error
@@ -74,6 +74,23 @@ class Entry:
     def create(self, **kwargs: Any) -> Any:
         """Builds what the entry describes (a tool, a metric, a judge, an encoder, a sampler)."""
         raise NotImplementedError(f"{self.kind} {self.name!r} has no factory")
+
+
+class FactoryEntry(Entry):
+    """An entry built by a ``factory(**kwargs)`` field and checked by an optional ``check(**kwargs)``
+    field, which raises what is missing and loads nothing (judges, encoders)."""
+
+    factory: Callable[..., Any]
+    check: Callable[..., None] | None
+
+    def missing(self, **kwargs: Any) -> list[str]:
+        """Runs ``check`` (it raises what is missing; :meth:`Entry.availability` reports it)."""
+        if self.check is not None:
+            self.check(**kwargs)
+        return []
+
+    def create(self, **kwargs: Any) -> Any:
+        return self.factory(**kwargs)
 
 
 class Catalogue(Generic[T]):

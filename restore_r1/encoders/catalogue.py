@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from restore_r1.catalog import Catalogue, Entry
+from restore_r1.catalog import Catalogue, FactoryEntry
 from restore_r1.encoders.base import ConcatEncoder, Encoder
 from restore_r1.encoders.clip import CLIP_HOW_TO, CLIP_PATH_ENV, CLIPEncoder
 from restore_r1.encoders.efficientnet import EFFNET_LITE0_DIM, EFFNET_LITE0_LICENCE, EfficientNetLite0Encoder, efficientnet_lite0_weights_path
@@ -17,7 +17,7 @@ from restore_r1.weights import resolve_model_dir
 
 
 @dataclass(frozen=True)
-class EncoderEntry(Entry):
+class EncoderEntry(FactoryEntry):
     """One encoder of the catalogue (a :class:`restore_r1.catalog.Entry`).
 
     Attributes:
@@ -44,15 +44,6 @@ class EncoderEntry(Entry):
     check: Callable[..., None] | None = None
 
     kind: ClassVar[str] = "encoder"
-
-    def missing(self, **kwargs: Any) -> list[str]:
-        """Runs ``check`` (it raises what is missing; :meth:`Entry.availability` reports it)."""
-        if self.check is not None:
-            self.check(**kwargs)
-        return []
-
-    def create(self, **kwargs: Any) -> Encoder:
-        return self.factory(**kwargs)
 
 
 def _check_nothing(**kwargs: Any) -> None:

@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from restore_r1.catalog import Catalogue, Entry
+from restore_r1.catalog import Catalogue, FactoryEntry
 from restore_r1.errors import RestoreR1Error, UnavailableError
 from restore_r1.images import check_rgb, encode_image
 from restore_r1.judges.features import upscale_to_min_side
@@ -606,7 +606,7 @@ class CalibratedJudge:
 
 
 @dataclass(frozen=True)
-class JudgeEntry(Entry):
+class JudgeEntry(FactoryEntry):
     """One judge of the catalogue (:class:`restore_r1.catalog.Entry`).
 
     Attributes:
@@ -635,14 +635,6 @@ class JudgeEntry(Entry):
     relative: bool = False
 
     kind: ClassVar[str] = "judge"
-
-    def missing(self, **kwargs: Any) -> list[str]:
-        """Runs ``check`` (it raises what is missing; :meth:`Entry.availability` reports it)."""
-        self.check(**kwargs)
-        return []
-
-    def create(self, **kwargs: Any) -> Any:
-        return self.factory(**kwargs)
 
 
 def _check_mllm(model_path: str | None = None, **kwargs: Any) -> None:
