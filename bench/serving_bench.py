@@ -25,8 +25,9 @@ synthetic mode instead (a random stats-encoder policy over 8 fast tools).
 The one-client latency target (Triton within 1.15× of in-process) is checked by a PAIRED run
 (:func:`paired_one_client`): with the dynamic-batching server up, each image is restored
 in-process and through Triton back to back, the order alternating, so that drift on a shared
-machine falls on both paths alike; the cells above time the two paths minutes apart, and their
-1-client ratio moved between 1.12× and 1.27× from one run to the next on the same code.
+machine falls on both paths alike. The cells time the two paths minutes apart, so the drift of
+the machine between the two blocks enters their 1-client ratio (1.20× and 1.27× in two runs of the
+same code, 1.26× in a smoke run whose paired ratio was 0.97×).
 
 Writes ``serving.json`` and ``serving.md`` to ``--out`` (``--quick`` defaults to a scratch folder,
 so a smoke run never replaces the committed results).
