@@ -122,6 +122,30 @@ def test_tool_equals_the_pure_function():
     assert torch.get_num_threads() == threads  # bounded during the call only
 
 
+def test_the_tool_runs_on_the_device_it_is_given(monkeypatch):
+    """Issue 10 §3: ``$RESTORE_R1_DEVICE`` (set by a Triton GPU instance) picks the device."""
+    from restore_r1.tools.neural import DEVICE_ENV
+
+    model = dncnn.load_dncnn(dncnn.DNCNN_DATA_DIR / dncnn.weights_filename("6N"), "6N")
+    assert model.device == "cpu" and model.to("cpu") is model
+    seen = []
+    real = dncnn.cached_model
+    monkeypatch.setattr(dncnn, "cached_model", lambda spec, variant, device="cpu": seen.append(device) or real(spec, variant, device))
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    img = gaussian_noise(np.full((40, 50, 3), 100, np.uint8), 30.0, np.random.default_rng(2))
+    out = get_tool("dncnn6_denoise")(img)
+    assert seen == ["cpu"] and np.array_equal(out, dncnn.dncnn_denoise(img, model))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bench/gpu_check.sh runs it on one)")
+def test_gpu_output_matches_the_cpu_within_a_grey_level():
+    model = dncnn.load_dncnn(dncnn.DNCNN_DATA_DIR / dncnn.weights_filename("17N"), "17N")
+    img = gaussian_noise(np.full((300, 520, 3), 100, np.uint8), 25.0, np.random.default_rng(3))
+    cpu = dncnn.dncnn_denoise(img, model)
+    gpu = dncnn.dncnn_denoise(img, model.to("cuda"))
+    assert np.abs(cpu.astype(int) - gpu.astype(int)).max() <= 1
+
+
 def test_missing_or_corrupt_weights_name_the_path(tmp_path, monkeypatch):
     monkeypatch.setenv("RESTORE_R1_WEIGHTS", str(tmp_path / "cache"))
     good = dncnn.weight_spec("6N")

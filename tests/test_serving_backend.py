@@ -68,7 +68,7 @@ def repo(tmp_path_factory) -> Path:
 def served(repo):
     """policy + every tool model (stub), routed for BLS; cleared afterwards."""
     policy = build(repo / b.POLICY_MODEL)
-    tools = {name: build(repo / name) for name, kind, _, _ in model_specs() if kind == "tool"}
+    tools = {name: build(repo / name) for name, kind, *_ in model_specs() if kind == "tool"}
     stub.BLS_MODELS.clear()
     stub.BLS_MODELS[b.POLICY_MODEL] = route(policy)
     stub.BLS_MODELS.update({name: route(model) for name, model in tools.items()})
@@ -76,7 +76,7 @@ def served(repo):
     stub.BLS_MODELS.clear()
 
 
-@pytest.mark.parametrize("name,kind", [(n, k) for n, k, _, _ in model_specs()])
+@pytest.mark.parametrize("name,kind", [(n, k) for n, k, *_ in model_specs()])
 def test_every_model_py_is_a_shell_over_its_kind(name, kind):
     cls = load_model_py(DEFAULT_REPOSITORY / name)
     assert issubclass(cls, b.MODEL_CLASSES[kind]) and cls.pb is pb
@@ -721,3 +721,16 @@ def test_model_counters_reads_per_model_samples_summed_over_versions(tmp_path):
         ("nv_inference_exec_count", "restore_r1_policy"): 7.0,
         ("nv_inference_request_success", "restore_r1_tool_clahe"): 9.0,
     }
+
+
+def test_neural_tools_on_gpu_instances_get_their_gpu():
+    """Issue 10 §3: a KIND_GPU instance of a neural tool runs on its GPU; classical tools and
+    CPU instances are left alone, and an explicit $RESTORE_R1_DEVICE wins."""
+    from restore_r1.serving.backend import instance_device
+
+    gpu = {"model_instance_kind": "GPU", "model_instance_device_id": "1"}
+    env: dict[str, str] = {}
+    assert instance_device(gpu, neural=True, env=env) == "cuda:1" and env == {"RESTORE_R1_DEVICE": "cuda:1"}
+    assert instance_device({"model_instance_kind": "CPU"}, neural=True, env={}) is None
+    assert instance_device(gpu, neural=False, env={}) is None
+    assert instance_device(gpu, neural=True, env={"RESTORE_R1_DEVICE": "cpu"}) == "cpu"

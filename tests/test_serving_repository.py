@@ -51,19 +51,35 @@ def test_committed_repository_is_up_to_date():
 def test_one_tool_model_per_available_tool():
     from restore_r1.tools import list_tools
 
-    tools = {p for n, k, _, p in SPECS if k == "tool" for p in [p[b.PARAM_TOOL]]}
+    tools = {p for n, k, _, p, _ in SPECS if k == "tool" for p in [p[b.PARAM_TOOL]]}
     assert tools == {t.name for t in list_tools(available_only=True)}
-    assert {n for n, k, _, _ in SPECS if k != "tool"} == {b.POLICY_MODEL, b.AGENT_MODEL}
+    assert {n for n, k, *_ in SPECS if k != "tool"} == {b.POLICY_MODEL, b.AGENT_MODEL}
 
 
-@pytest.mark.parametrize("name,kind", [(n, k) for n, k, _, _ in SPECS])
-def test_configs_parse_and_match_the_model(name, kind):
+def test_gpu_config_puts_only_neural_tools_on_the_gpu():
+    """Issue 10 §3: on GPU nodes the networks get GPU instances, the classical tools CPU ones."""
+    from restore_r1.serving.repository import GPU_NODE_CLASSICAL_INSTANCES
+    from restore_r1.tools import get_tool
+
+    kinds = {}
+    for name, kind, _, params, _ in SPECS:
+        if kind == "tool":
+            config = parse(DEFAULT_REPOSITORY / name / "config.pbtxt")
+            kinds[params[b.PARAM_TOOL]] = [(g.kind, g.count) for g in config.instance_group]
+    neural = {t for t in kinds if get_tool(t).neural}
+    assert neural >= {"dncnn6_denoise", "dncnn17_denoise"} and "clahe" not in neural
+    assert all(kinds[t] == [(KIND_GPU, 1)] for t in neural)
+    assert all(kinds[t] == [(KIND_CPU, GPU_NODE_CLASSICAL_INSTANCES)] for t in set(kinds) - neural)
+
+
+@pytest.mark.parametrize("name,kind,on_gpu", [(n, k, g) for n, k, _, _, g in SPECS])
+def test_configs_parse_and_match_the_model(name, kind, on_gpu):
     folder = DEFAULT_REPOSITORY / name
     gpu = parse(folder / "config.pbtxt")
     cpu = parse(folder / "configs" / f"{CPU_CONFIG_NAME}.pbtxt")
     assert (folder / MODEL_VERSION / "model.py").is_file()
     assert f'make_model("{kind}"' in (folder / MODEL_VERSION / "model.py").read_text()
-    for config, kind_expected in ((gpu, KIND_GPU), (cpu, KIND_CPU)):
+    for config, kind_expected in ((gpu, KIND_GPU if on_gpu else KIND_CPU), (cpu, KIND_CPU)):
         assert config.name == name
         assert config.backend == "python"
         assert config.max_batch_size > 0

@@ -445,8 +445,22 @@ def _parse_config(args: dict) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
+def instance_device(args: dict, neural: bool, env: dict | None = None) -> str | None:
+    """The torch device of a neural tool's model instance: ``cuda:<id>`` on a ``KIND_GPU``
+    instance, written to ``$RESTORE_R1_DEVICE`` of this model process (one stub process per
+    instance) unless it is set already; None for classical tools and CPU instances."""
+    from restore_r1.tools.neural import DEVICE_ENV
+
+    env = os.environ if env is None else env
+    if not neural or str(args.get("model_instance_kind", "")).upper() != "GPU":
+        return None
+    return env.setdefault(DEVICE_ENV, f"cuda:{args.get('model_instance_device_id', 0)}")
+
+
 class ToolModel:
-    """A catalogue tool as a batched model; ``parameters { key: "tool" }`` names the tool."""
+    """A catalogue tool as a batched model; ``parameters { key: "tool" }`` names the tool. A
+    neural tool on a GPU instance runs on that GPU (:func:`instance_device`), in tiles of bounded
+    size (``tools/neural.py``, ``tools/dncnn.py``), so a large photo cannot exhaust its memory."""
 
     pb: Any = None
 
@@ -461,6 +475,7 @@ class ToolModel:
         if not name:
             raise ValueError(f"model {config.get('name')!r}: parameter {PARAM_TOOL!r} is missing")
         self.tool = get_tool(name)
+        self.device = instance_device(args, self.tool.neural)
         ok, reason = self.tool.availability()
         if not ok:
             raise UnavailableError(f"tool {name!r} is unavailable here: {reason}")

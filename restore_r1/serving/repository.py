@@ -39,6 +39,10 @@ CPU_QUEUE_DELAY_US = {"tool": 0, "policy": 0, "agent": 0}
 #: it gets more of them than the models doing the work.
 GPU_INSTANCES = {"tool": 1, "policy": 1, "agent": 4}
 CPU_INSTANCES = {"tool": 1, "policy": 1, "agent": 2}
+#: On GPU nodes only the neural tools (:attr:`restore_r1.tools.Tool.neural`) get a GPU instance;
+#: the classical tools (OpenCV/numpy) gain nothing from one, so they keep CPU instances there,
+#: with the CPU batch size and no batching delay, and this many instances each.
+GPU_NODE_CLASSICAL_INSTANCES = 2
 #: Policy versions Triton keeps loaded (``version_policy: latest``): an episode that started on the
 #: previous version finishes on it after a new one is loaded (the agent pins an episode's version).
 POLICY_VERSIONS_LOADED = 2
@@ -80,12 +84,16 @@ def _io(kind: str) -> tuple[list[str], list[str]]:
     raise ValueError(f"unknown model kind {kind!r}")
 
 
-def model_config(name: str, kind: str, gpu: bool, dynamic_batching: bool = True, parameters: dict[str, str] | None = None) -> str:
-    """The text of one ``config.pbtxt`` (``gpu``) or ``configs/cpu.pbtxt``."""
+def model_config(name: str, kind: str, gpu: bool, dynamic_batching: bool = True, parameters: dict[str, str] | None = None, on_gpu: bool = True) -> str:
+    """The text of one ``config.pbtxt`` (``gpu``) or ``configs/cpu.pbtxt``. ``on_gpu`` False keeps
+    a model of the GPU config on CPU instances (a classical tool)."""
     inputs, outputs = _io(kind)
-    max_batch = (GPU_MAX_BATCH if gpu else CPU_MAX_BATCH)[kind]
-    delay = (GPU_QUEUE_DELAY_US if gpu else CPU_QUEUE_DELAY_US)[kind]
-    count = (GPU_INSTANCES if gpu else CPU_INSTANCES)[kind]
+    gpu_instance = gpu and on_gpu
+    max_batch = (GPU_MAX_BATCH if gpu_instance else CPU_MAX_BATCH)[kind]
+    delay = (GPU_QUEUE_DELAY_US if gpu_instance else CPU_QUEUE_DELAY_US)[kind]
+    count = (GPU_INSTANCES if gpu_instance else CPU_INSTANCES)[kind]
+    if gpu and not on_gpu:
+        count = GPU_NODE_CLASSICAL_INSTANCES
     lines = [
         HEADER.rstrip("\n"),
         f'name: "{name}"',
@@ -102,30 +110,31 @@ def model_config(name: str, kind: str, gpu: bool, dynamic_batching: bool = True,
         lines.append(f"version_policy {{ latest {{ num_versions: {POLICY_VERSIONS_LOADED} }} }}")
     if dynamic_batching:
         lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {delay} }}")
-    lines.append(f"instance_group [ {{ count: {count} kind: {'KIND_GPU' if gpu else 'KIND_CPU'} }} ]")
+    lines.append(f"instance_group [ {{ count: {count} kind: {'KIND_GPU' if gpu_instance else 'KIND_CPU'} }} ]")
     for key, value in (parameters or {}).items():
         lines.append(f'parameters {{ key: "{key}" value: {{ string_value: "{value}" }} }}')
     return "\n".join(lines) + "\n"
 
 
-def model_specs() -> list[tuple[str, str, str, dict[str, str]]]:
-    """(model name, kind, description, parameters) of every model of the repository. Every model
-    carries the pixel-library versions it is exported with (``pixel_versions``): a model refuses
-    to load where they differ (:func:`restore_r1.serving.backend.check_pixel_versions`)."""
+def model_specs() -> list[tuple[str, str, str, dict[str, str], bool]]:
+    """(model name, kind, description, parameters, on a GPU instance in the GPU config) of every
+    model of the repository. Every model carries the pixel-library versions it is exported with
+    (``pixel_versions``): a model refuses to load where they differ
+    (:func:`restore_r1.serving.backend.check_pixel_versions`)."""
     from restore_r1.tools import list_tools
 
     versions = {b.PARAM_PIXEL_VERSIONS: format_versions(pixel_versions())}
-    specs = [(b.tool_model_name(t.name), "tool", f"tool {t.name}", {b.PARAM_TOOL: t.name, **versions}) for t in list_tools(available_only=True)]
-    specs.append((b.POLICY_MODEL, "policy", "the tool-selection policy", dict(versions)))
-    specs.append((b.AGENT_MODEL, "agent", "the agent (BLS loop policy -> tool -> ... -> STOP)", {**AGENT_PARAMETERS, **versions}))
+    specs = [(b.tool_model_name(t.name), "tool", f"tool {t.name}", {b.PARAM_TOOL: t.name, **versions}, t.neural) for t in list_tools(available_only=True)]
+    specs.append((b.POLICY_MODEL, "policy", "the tool-selection policy", dict(versions), True))
+    specs.append((b.AGENT_MODEL, "agent", "the agent (BLS loop policy -> tool -> ... -> STOP)", {**AGENT_PARAMETERS, **versions}, True))
     return specs
 
 
 def render_repository(dynamic_batching: bool = True) -> dict[str, str]:
     """Relative path -> text of every generated file."""
     files: dict[str, str] = {}
-    for name, kind, what, params in model_specs():
-        files[f"{name}/config.pbtxt"] = model_config(name, kind, gpu=True, dynamic_batching=dynamic_batching, parameters=params)
+    for name, kind, what, params, on_gpu in model_specs():
+        files[f"{name}/config.pbtxt"] = model_config(name, kind, gpu=True, dynamic_batching=dynamic_batching, parameters=params, on_gpu=on_gpu)
         files[f"{name}/configs/{CPU_CONFIG_NAME}.pbtxt"] = model_config(name, kind, gpu=False, dynamic_batching=dynamic_batching, parameters=params)
         files[f"{name}/{MODEL_VERSION}/model.py"] = MODEL_PY.format(what=what, kind=kind)
     return files

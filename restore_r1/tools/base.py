@@ -72,6 +72,12 @@ class Tool(Entry):
         if self.backend not in BACKENDS:
             raise ValueError(f"tool {self.name!r}: backend {self.backend!r} not in {BACKENDS}")
 
+    @property
+    def neural(self) -> bool:
+        """Whether it runs a network (a weights file, a checkpoint or a TorchScript export): the
+        tools a GPU speeds up. Classical tools are OpenCV/numpy code that runs on the CPU."""
+        return self.weights is not None or self.model is not None or self.backend in ("spandrel", "torchscript")
+
     def missing(self, **kwargs: Any) -> list[str]:
         """The weights file when it is absent, and a missing runner (see :meth:`Entry.availability`)."""
         reasons = []

@@ -31,6 +31,7 @@ import numpy as np
 
 from restore_r1.errors import WeightsNotFoundError
 from restore_r1.tools.classic import estimate_noise_sigma
+from restore_r1.tools.neural import default_device
 from restore_r1.weights import WeightSpec, resolve_weights
 
 #: The package folder holding the converted weights, their index and scico's licence.
@@ -167,7 +168,7 @@ def fold_layers(variables: dict[str, np.ndarray], variant: str) -> list[tuple[np
 # ===================================================================================================
 @dataclass(frozen=True)
 class DnCNN:
-    """A loaded DnCNN: folded layers as CPU float32 torch tensors.
+    """A loaded DnCNN: folded layers as float32 torch tensors (on the CPU unless moved by :meth:`to`).
 
     Attributes:
         variant: the :class:`Variant` it is.
@@ -183,6 +184,18 @@ class DnCNN:
 
         layers = tuple((torch.from_numpy(w), None if b is None else torch.from_numpy(b)) for w, b in fold_layers(variables, variant))
         return cls(variant_info(variant), layers)
+
+    @property
+    def device(self) -> str:
+        """The torch device the layers are on, e.g. ``"cpu"`` or ``"cuda:0"``."""
+        return str(self.layers[0][0].device)
+
+    def to(self, device: str) -> DnCNN:
+        """The same network with its layers on ``device`` (itself when they are already there)."""
+        if self.device == str(device):
+            return self
+        layers = tuple((w.to(device), None if b is None else b.to(device)) for w, b in self.layers)
+        return DnCNN(self.variant, layers)
 
     def forward(self, x, padding: str = "circular"):
         """The network on ``x``, float32 torch N×c×H×W on [0, 1] (c = ``variant.channels``).
@@ -263,7 +276,9 @@ def denoise_planes(model: DnCNN, planes: np.ndarray, sigmas: Sequence[float] | N
 
     Each plane is reflection-padded by the receptive-field radius (``depth`` pixels) and the
     network runs unpadded (``padding="valid"``), so no circular wrap-around reaches the result;
-    tiles carry the same margin, so a tiled result equals the untiled one.
+    tiles carry the same margin, so a tiled result equals the untiled one. The network runs on
+    ``model.device``, one tile at a time, so its memory is bounded by ``tile`` whatever the
+    image's size (a 24 MP photo on a GPU as on the CPU).
 
     Args:
         model: a loaded :class:`DnCNN`.
@@ -290,12 +305,13 @@ def denoise_planes(model: DnCNN, planes: np.ndarray, sigmas: Sequence[float] | N
         x = torch.cat([x, level], dim=1)
     out = np.empty((n, h, w), np.float32)
     step_y, step_x = (tile or h), (tile or w)
+    device = model.device
     with torch.inference_mode():
         for y0 in range(0, h, step_y):
             for x0 in range(0, w, step_x):
                 y1, x1 = min(y0 + step_y, h), min(x0 + step_x, w)
-                patch = x[:, :, y0 : y1 + 2 * halo, x0 : x1 + 2 * halo]
-                out[:, y0:y1, x0:x1] = model.forward(patch, padding="valid")[:, 0].numpy()
+                patch = x[:, :, y0 : y1 + 2 * halo, x0 : x1 + 2 * halo].to(device)
+                out[:, y0:y1, x0:x1] = model.forward(patch, padding="valid")[:, 0].cpu().numpy()
     return out
 
 
@@ -363,12 +379,12 @@ def weight_spec(variant: str) -> WeightSpec:
     )
 
 
-_CACHE: dict[tuple[str, float, str], DnCNN] = {}
+_CACHE: dict[tuple[str, float, str, str], DnCNN] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def cached_model(spec: WeightSpec, variant: str) -> DnCNN:
-    """Resolves ``spec`` (sha256 checked) and loads it once per path and mtime.
+def cached_model(spec: WeightSpec, variant: str, device: str = "cpu") -> DnCNN:
+    """Resolves ``spec`` (sha256 checked) and loads it onto ``device`` once per path, mtime and device.
 
     Raises:
         WeightsNotFoundError: no file, or no sha256 recorded for it (``weights.json`` missing).
@@ -377,11 +393,11 @@ def cached_model(spec: WeightSpec, variant: str) -> DnCNN:
     if spec.sha256 is None:
         raise WeightsNotFoundError(f"no sha256 recorded for {spec.filename} in {DNCNN_DATA_DIR / DNCNN_INDEX}; run `make dncnn-weights`")
     path = resolve_weights(spec)
-    key = (str(path.resolve()), path.stat().st_mtime, variant)
+    key = (str(path.resolve()), path.stat().st_mtime, variant, str(device))
     with _CACHE_LOCK:
         model = _CACHE.get(key)
         if model is None:
-            model = _CACHE[key] = load_dncnn(path, variant)
+            model = _CACHE[key] = load_dncnn(path, variant).to(device)
     return model
 
 
@@ -394,7 +410,11 @@ class DnCNNTool:
         weights: where its converted file is found.
         colour: see :data:`COLOUR_SPACES`.
         sigma_scale: see :data:`SIGMA_SCALE`.
-        threads: at most this many torch threads.
+        threads: at most this many torch threads (on the CPU).
+
+    The device is :func:`restore_r1.tools.neural.default_device` (``$RESTORE_R1_DEVICE``, else
+    CUDA when torch sees a GPU, else the CPU), as for the checkpoint tools; a Triton tool model
+    on a ``KIND_GPU`` instance sets ``$RESTORE_R1_DEVICE`` to its GPU.
     """
 
     variant: str
@@ -404,6 +424,6 @@ class DnCNNTool:
     threads: int = MAX_THREADS
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
-        model = cached_model(self.weights, self.variant)
+        model = cached_model(self.weights, self.variant, default_device())
         with bounded_threads(self.threads):
             return dncnn_denoise(img, model, self.colour, self.sigma_scale)
