@@ -2,6 +2,7 @@
 
     restore-r1 tools [list] [--json] [--available]
     restore-r1 tools run TOOL IMG... -o OUT [--overwrite] [--json] [--max-pixels N]
+    restore-r1 tools export-onnx TOOL -o FILE.onnx [--overwrite]
 
 ``list`` (the default) prints a table, or JSON with ``--json`` (each tool with the reason it is
 unavailable, if it is). ``run`` applies one catalogue tool to each image (files or folders) and
@@ -10,7 +11,8 @@ image suffix, else a folder of ``<stem>.png``; existing outputs are refused unle
 ``--overwrite``). Per image it prints the seconds the tool took; ``--json`` prints one object per
 image (``input``, ``output``, ``tool``, ``seconds``). An unknown tool, or one that cannot run
 here, is a one-line error naming close matches or the reason; bad images are listed at the end
-(exit 1).
+(exit 1). ``export-onnx`` writes a neural tool's network as ONNX for Triton's onnxruntime backend,
+checked against torch first (:mod:`restore_r1.tools.onnx_export`; the ``onnx`` extra).
 """
 
 from __future__ import annotations
@@ -40,13 +42,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_output_arguments(runner, what="tool outputs")
     runner.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="one JSON object per image on stdout")
     runner.add_argument("--max-pixels", type=int, help="refuse larger images (default: $RESTORE_R1_MAX_PIXELS or 64 MP)")
-    for sub in (listing, runner):
+    export = actions.add_parser("export-onnx", help="export a neural tool's network to ONNX", description="export a neural tool's network to ONNX")
+    export.add_argument("tool", metavar="TOOL", help="a neural tool with an exportable network (the DnCNN denoisers)")
+    export.add_argument("-o", "--out", required=True, metavar="FILE", help="the .onnx file to write")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    for sub in (listing, runner, export):
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "run":
         return run_tool(args)
+    if args.action == "export-onnx":
+        return export_onnx(args)
     return list_catalogue(args)
 
 
@@ -93,3 +101,13 @@ def run_tool(args: argparse.Namespace) -> int:
 
     failures = image_batch(paths, targets, args.max_pixels, work)
     return failures.report(len(paths))
+
+
+def export_onnx(args: argparse.Namespace) -> int:
+    from restore_r1.tools.onnx_export import export_onnx as export
+
+    if not str(args.out).endswith(".onnx"):
+        raise ValueError(f"-o {args.out}: name the file with the .onnx suffix")
+    path, worst = export(args.tool, args.out, overwrite=args.overwrite)
+    print(f"{args.tool}: wrote {path} ({path.stat().st_size / 2**20:.1f} MiB; onnxruntime vs torch max diff {worst:.1e})")
+    return 0
