@@ -3,6 +3,7 @@ tool run through the export gives the same image up to a grey level."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
@@ -75,3 +76,47 @@ def test_cli_writes_the_file_and_errors_are_one_line(tmp_path):
     for args in (["clahe", "-o", str(tmp_path / "c.onnx")], ["dncnn6_denoise", "-o", str(out)], ["dncnn6_denoise", "-o", str(tmp_path / "x.bin")]):
         bad = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=300)
         assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_gpu_repository_serves_the_network_through_its_onnx_model(tmp_path):
+    """``repository --onnx``: the DnCNN tool model of the GPU config calls its ONNX network model
+    by BLS (here routed to onnxruntime on the CPU, as Triton's onnxruntime backend would run it)
+    and answers the in-process tool's image up to a grey level; the committed (CPU) configs and
+    the other tools are unchanged."""
+    import onnxruntime as ort
+    import serving_pb_stub as stub
+
+    from restore_r1.serving import backend as b
+    from restore_r1.serving.repository import CPU_CONFIG_NAME, write_repository
+
+    pb = sys.modules.get("triton_python_backend_utils") or stub.install()  # one stub for all test files
+    root = write_repository(tmp_path / "repo", onnx=True)
+    nets = sorted(p.name for p in root.iterdir() if p.name.startswith(b.NETWORK_MODEL_PREFIX))
+    assert nets == [b.NETWORK_MODEL_PREFIX + t for t in ("dncnn17_denoise", "dncnn6_denoise")]
+    assert "network_model" not in (root / b.tool_model_name("dncnn6_denoise") / "configs" / f"{CPU_CONFIG_NAME}.pbtxt").read_text()
+    assert "network_model" not in (root / b.tool_model_name("clahe") / "config.pbtxt").read_text()
+    network = b.NETWORK_MODEL_PREFIX + "dncnn6_denoise"
+    session = ort.InferenceSession(str(root / network / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    calls = []
+
+    def serve(tensors):
+        (planes,) = [t.as_numpy() for t in tensors if t.name() == ox.INPUT_NAME]
+        calls.append(planes.shape)
+        (out,) = session.run([ox.OUTPUT_NAME], {ox.INPUT_NAME: planes})
+        return pb.InferenceResponse(output_tensors=[pb.Tensor(ox.OUTPUT_NAME, out)])
+
+    stub.BLS_MODELS[network] = serve
+    try:
+        model_dir = root / b.tool_model_name("dncnn6_denoise")
+        spec = importlib.util.spec_from_file_location("dncnn6_model", model_dir / "1" / "model.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        model = module.TritonPythonModel()
+        model.initialize(stub.model_args(model_dir, config_name=""))  # the GPU config.pbtxt
+        img = gaussian_noise(np.full((600, 530, 3), 110, np.uint8), 25.0, np.random.default_rng(5))
+        (response,) = model.execute([stub.Request(IMAGE=img[None])])
+        served = pb.get_output_tensor_by_name(response, b.OUTPUT_IMAGE).as_numpy()[0]
+    finally:
+        stub.BLS_MODELS.pop(network, None)
+    assert len(calls) == 4 and max(max(s[2], s[3]) for s in calls) <= b.DEFAULT_NETWORK_TILE + 2 * 6  # 2×2 tiles
+    assert np.abs(served.astype(int) - get_tool("dncnn6_denoise")(img).astype(int)).max() <= 1

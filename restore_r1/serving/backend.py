@@ -108,6 +108,14 @@ DEFAULT_MAX_PIXELS = 16 * 1024 * 1024
 DEFAULT_WORKERS = 4
 #: Tool model parameter naming its catalogue tool.
 PARAM_TOOL = "tool"
+#: Parameter of a tool model in the ``--onnx`` GPU repository: the ONNX network model (Triton's
+#: onnxruntime backend, ``NETWORK_MODEL_PREFIX`` + tool) that runs the tool's network, called by
+#: BLS tile by tile while the tool's own pre- and post-processing stays in the python model.
+PARAM_NETWORK_MODEL = "network_model"
+PARAM_NETWORK_TILE = "network_tile"
+NETWORK_MODEL_PREFIX = "restore_r1_net_"
+#: Tile side of a network served by BLS (bounds the GPU memory of one call whatever the photo).
+DEFAULT_NETWORK_TILE = 512
 #: Parameter of every model: the pixel-library versions the repository was exported with
 #: (:func:`restore_r1.versions.format_versions`), checked at load by :func:`check_pixel_versions`.
 PARAM_PIXEL_VERSIONS = "pixel_versions"
@@ -457,6 +465,52 @@ def instance_device(args: dict, neural: bool, env: dict | None = None) -> str | 
     return env.setdefault(DEVICE_ENV, f"cuda:{args.get('model_instance_device_id', 0)}")
 
 
+class BlsNetwork:
+    """A tool's network served as its own Triton model (the ONNX export on the onnxruntime
+    backend), called by BLS with the interface of :class:`restore_r1.tools.dncnn.DnCNN`:
+    ``forward`` takes and returns float32 torch N×c×H×W tensors."""
+
+    device = "cpu"
+
+    def __init__(self, pb, model: str, variant: str) -> None:
+        from restore_r1.tools.dncnn import variant_info
+
+        self.pb, self.model, self.variant = pb, model, variant_info(variant)
+
+    def to(self, device: str) -> BlsNetwork:
+        return self
+
+    def forward(self, x, padding: str = "valid"):
+        import torch
+
+        from restore_r1.tools.onnx_export import INPUT_NAME, OUTPUT_NAME
+
+        if padding != "valid":
+            raise ValueError(f"the served network holds the 'valid' network only, got padding={padding!r}")
+        request = self.pb.InferenceRequest(
+            model_name=self.model, requested_output_names=[OUTPUT_NAME], inputs=[self.pb.Tensor(INPUT_NAME, np.ascontiguousarray(x.numpy(), np.float32))]
+        )
+        response = request.exec()
+        if response.has_error():
+            raise RuntimeError(f"network model {self.model} failed: {' '.join(response.error().message().split())}")
+        return torch.from_numpy(np.array(self.pb.get_output_tensor_by_name(response, OUTPUT_NAME).as_numpy()))
+
+
+def network_runner(tool, network, tile: int):
+    """``run_batch`` of a DnCNN ``tool`` whose network is ``network`` (e.g. :class:`BlsNetwork`):
+    the tool's own colour transform, σ estimate and padding, the network tile by tile.
+
+    Raises:
+        ValueError: the tool has no exportable network.
+    """
+    from restore_r1.tools.dncnn import dncnn_denoise
+    from restore_r1.tools.onnx_export import exportable
+
+    exportable(tool.name)
+    fn = tool.fn
+    return lambda imgs: [dncnn_denoise(img, network, fn.colour, fn.sigma_scale, tile=tile) for img in imgs]
+
+
 class ToolModel:
     """A catalogue tool as a batched model; ``parameters { key: "tool" }`` names the tool. A
     neural tool on a GPU instance runs on that GPU (:func:`instance_device`), in tiles of bounded
@@ -479,6 +533,11 @@ class ToolModel:
         ok, reason = self.tool.availability()
         if not ok:
             raise UnavailableError(f"tool {name!r} is unavailable here: {reason}")
+        self.run_batch = self.tool.run_batch
+        network = config_parameter(config, PARAM_NETWORK_MODEL)
+        if network:
+            tile = int(config_parameter(config, PARAM_NETWORK_TILE, str(DEFAULT_NETWORK_TILE)))
+            self.run_batch = network_runner(self.tool, BlsNetwork(self.pb, network, self.tool.fn.variant), tile)
 
     def execute(self, requests: list) -> list:
         pb = self.pb
@@ -489,7 +548,7 @@ class ToolModel:
                 if batch.ndim != 4:
                     raise ImageError(f"{IMAGE}: expected [B, H, W, 3], got shape {batch.shape}")
                 imgs = [check_rgb(img, name=f"{IMAGE}[{i}]") for i, img in enumerate(batch)]
-                out = np.stack(self.tool.run_batch(imgs)) if imgs else batch
+                out = np.stack(self.run_batch(imgs)) if imgs else batch
                 responses.append(pb.InferenceResponse(output_tensors=[pb.Tensor(OUTPUT_IMAGE, np.ascontiguousarray(out))]))
             except (ImageError, ValueError) as exc:
                 responses.append(_error_response(pb, exc, invalid=True))

@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 
 from restore_r1.serving import backend as b
+from restore_r1.tools import onnx_export
+from restore_r1.tools.dncnn import variant_info
 from restore_r1.versions import format_versions, pixel_versions
 
 #: The committed repository, relative to the project root.
@@ -130,35 +132,91 @@ def model_specs() -> list[tuple[str, str, str, dict[str, str], bool]]:
     return specs
 
 
-def render_repository(dynamic_batching: bool = True) -> dict[str, str]:
-    """Relative path -> text of every generated file."""
-    files: dict[str, str] = {}
+def network_config(name: str, channels: int, gpu: bool) -> str:
+    """``config.pbtxt`` of an ONNX network model (Triton's onnxruntime backend): float32
+    N×c×H×W in and out, N, H and W dynamic (the calling tool model sends its tiles)."""
+    dims = f"-1, {channels}, -1, -1"
+    return (
+        "\n".join(
+            [
+                HEADER.rstrip("\n"),
+                f'name: "{name}"',
+                'platform: "onnxruntime_onnx"',
+                "max_batch_size: 0",
+                "input [",
+                _tensor(onnx_export.INPUT_NAME, "TYPE_FP32", dims),
+                "]",
+                "output [",
+                _tensor(onnx_export.OUTPUT_NAME, "TYPE_FP32", dims),
+                "]",
+                f"instance_group [ {{ count: 1 kind: {'KIND_GPU' if gpu else 'KIND_CPU'} }} ]",
+            ]
+        )
+        + "\n"
+    )
+
+
+def render_repository(dynamic_batching: bool = True, onnx: bool = False) -> dict[str, str | bytes]:
+    """Relative path -> text (or bytes) of every generated file.
+
+    With ``onnx`` (the GPU image's repository, ``--onnx``), every tool whose network ONNX can hold
+    (:func:`restore_r1.tools.onnx_export.exportable`) gets a network model
+    ``restore_r1_net_<tool>`` (``1/model.onnx``, checked against torch when exported) and its tool
+    model's GPU config names it (``network_model``), so the network runs on Triton's onnxruntime
+    backend while the tool model keeps its pre- and post-processing. Without it (the committed
+    tree; the local ``tritonserver`` has only the python backend) every tool runs in its python model.
+    """
+    files: dict[str, str | bytes] = {}
     for name, kind, what, params, on_gpu in model_specs():
-        files[f"{name}/config.pbtxt"] = model_config(name, kind, gpu=True, dynamic_batching=dynamic_batching, parameters=params, on_gpu=on_gpu)
+        gpu_params = dict(params)
+        if onnx and kind == "tool" and (variant := _exportable(params[b.PARAM_TOOL])):
+            network = b.NETWORK_MODEL_PREFIX + params[b.PARAM_TOOL]
+            channels = variant_info(variant).channels
+            files[f"{network}/config.pbtxt"] = network_config(network, channels, gpu=True)
+            files[f"{network}/configs/{CPU_CONFIG_NAME}.pbtxt"] = network_config(network, channels, gpu=False)
+            files[f"{network}/{MODEL_VERSION}/model.onnx"] = _onnx_bytes(params[b.PARAM_TOOL])
+            gpu_params[b.PARAM_NETWORK_MODEL] = network
+        files[f"{name}/config.pbtxt"] = model_config(name, kind, gpu=True, dynamic_batching=dynamic_batching, parameters=gpu_params, on_gpu=on_gpu)
         files[f"{name}/configs/{CPU_CONFIG_NAME}.pbtxt"] = model_config(name, kind, gpu=False, dynamic_batching=dynamic_batching, parameters=params)
         files[f"{name}/{MODEL_VERSION}/model.py"] = MODEL_PY.format(what=what, kind=kind)
     return files
 
 
-def write_repository(out: str | os.PathLike, dynamic_batching: bool = True) -> Path:
+def _exportable(tool: str) -> str | None:
+    """The DnCNN variant of ``tool`` when ONNX can hold its network, else None."""
+    try:
+        return onnx_export.exportable(tool)
+    except ValueError:
+        return None
+
+
+def _onnx_bytes(tool: str) -> bytes:
+    """``tool``'s network as ONNX, checked against torch (:func:`onnx_export.export_onnx`)."""
+    with tempfile.TemporaryDirectory(prefix="restore-r1-onnx-") as tmp:
+        path, _ = onnx_export.export_onnx(tool, Path(tmp) / f"{tool}.onnx")
+        return path.read_bytes()
+
+
+def write_repository(out: str | os.PathLike, dynamic_batching: bool = True, onnx: bool = False) -> Path:
     """Writes the repository to ``out``, replacing generated files; returns ``out``.
 
     Files that are not generated (an exported policy under ``restore_r1_policy/1/policy``) are kept.
-    Model folders of tools no longer in the catalogue are removed.
+    Model folders of tools (and networks) no longer in the catalogue, or no longer asked for, are
+    removed. ``onnx``: see :func:`render_repository`.
     """
     out = Path(out)
-    files = render_repository(dynamic_batching)
+    files = render_repository(dynamic_batching, onnx=onnx)
     models = {p.split("/")[0] for p in files}
     if out.is_dir():
         for child in out.iterdir():
-            if child.is_dir() and child.name.startswith(b.TOOL_MODEL_PREFIX) and child.name not in models:
+            if child.is_dir() and child.name.startswith((b.TOOL_MODEL_PREFIX, b.NETWORK_MODEL_PREFIX)) and child.name not in models:
                 shutil.rmtree(child)
-    for rel, text in files.items():
+    for rel, content in files.items():
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content if isinstance(content, bytes) else content.encode())
         os.replace(tmp, path)
     return out
 
@@ -167,8 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(DEFAULT_REPOSITORY), help="repository folder (default: triton_models/)")
     parser.add_argument("--no-dynamic-batching", action="store_true", help="leave dynamic_batching out (benchmarks)")
+    parser.add_argument("--onnx", action="store_true", help="ONNX network models for Triton's onnxruntime backend (the GPU image; needs the onnx extra)")
     args = parser.parse_args(argv)
-    print(write_repository(args.out, dynamic_batching=not args.no_dynamic_batching))
+    print(write_repository(args.out, dynamic_batching=not args.no_dynamic_batching, onnx=args.onnx))
     return 0
 
 
