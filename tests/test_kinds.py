@@ -78,7 +78,7 @@ def test_no_stale_degradation_in_the_baseline_or_the_stats():
     assert len(STATS_FEATURES) == len(set(STATS_FEATURES))
 
 
-@pytest.mark.parametrize("kind", ["degradations", "encoders", "metrics"])
+@pytest.mark.parametrize("kind", ["degradations", "encoders", "metrics", "judges"])
 def test_implementation_modules_do_not_import_their_catalogue(kind):
     """Inside a kind's package, data flows one way: the catalogue imports the implementations,
     never the reverse (and nothing imports the package's own ``__init__``)."""

@@ -3,6 +3,8 @@
 * :mod:`restore_r1.agent.policy`  — :class:`PolicyConfig`, :class:`Policy`, ``save_policy`` /
   ``load_policy`` (``policy.safetensors`` + ``policy.json``).
 * :mod:`restore_r1.agent.grpo`    — :class:`GRPOConfig` and the loss, one small function per term.
+* :mod:`restore_r1.agent.loop`    — ``run_episodes``, the one agent loop (policy step, tool
+  caller, judge and failure handling injected), which ``rollout`` and the served agent run.
 * :mod:`restore_r1.agent.env`     — cached tool/feature/judge calls and ``rollout``.
 * :mod:`restore_r1.agent.trainer` — ``train``, resumable, seeded, logged.
 * :mod:`restore_r1.agent.plan`    — tool plans as text: the VLM prompt and the strict parser.
@@ -29,6 +31,8 @@ _EXPORTS = {
     "Trajectory": "env",
     "rollout": "env",
     "rollout_many": "env",
+    "run_episodes": "loop",
+    "EpisodeState": "loop",
     "train": "trainer",
     "TrainResult": "trainer",
     "load_lq_images": "trainer",

@@ -4,7 +4,9 @@ The expensive calls are the tools, the encoder and the judge. Inside a GRPO grou
 trajectories start from the same image and share prefixes (many pick the same first tool), so
 every result is cached by the digest of its input image (:func:`restore_r1.images.image_digest`):
 tool outputs under (digest, tool name), features and judge scores under the digest. Trajectories
-are run in lockstep so that the encoder and the judge see one batch per step across all of them.
+are run in lockstep so that the encoder and the judge see one batch per step across all of them:
+:func:`rollout_many` is :func:`restore_r1.agent.loop.run_episodes` (the one agent loop, which
+the served agent runs too) with the policy, these caches and in-process tools injected.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 
 from restore_r1.agent.grpo import step_rewards
+from restore_r1.agent.loop import EpisodeState, run_episodes
 from restore_r1.agent.policy import STOP, Policy
 from restore_r1.images import check_rgb, image_digest
 from restore_r1.judges.relative import is_relative, score_images
@@ -254,8 +257,8 @@ def rollout_many(
             greedy actions this equals the first ``max_steps`` calls of an uncapped episode.
         timings: when given, seconds are added to it under ``"encoder"``, ``"policy"``,
             ``"judge"`` and ``"tool:NAME"`` (where an episode's time goes).
-        on_step: called with the action's name (a tool or ``"STOP"``) after each decision of
-            the first episode (a progress bar).
+        on_step: called with the action's name (a tool or ``"STOP"``) after each decision step
+            of the first episode (a progress bar).
         lockstep: decides every step together with other processes
             (:class:`restore_r1.agent.distributed.GlobalBatchActor`): its ``act(policy, features,
             histories, greedy, generator)`` returns this process's rows of the decision, or None
@@ -273,66 +276,68 @@ def rollout_many(
     if not 0 <= limit <= cfg.max_steps:
         raise ValueError(f"max_steps {max_steps} must be between 0 and the policy's {cfg.max_steps}")
     caches = (caches or EnvCaches()).bind(encoder, judge)
-    n = len(images)
-    current = [check_rgb(im, name=f"start image {i}") for i, im in enumerate(images)]
-    digests = [image_digest(im) for im in current]
-    actions: list[list[int]] = [[] for _ in range(n)]
-    log_probs: list[list[float]] = [[] for _ in range(n)]
-    feats: list[list[np.ndarray]] = [[] for _ in range(n)]
-    starts, start_digests = list(current), list(digests)
+    starts = [check_rgb(im, name=f"start image {i}") for i, im in enumerate(images)]
+    log_probs: list[list[float]] = [[] for _ in starts]
+    feats: list[list[np.ndarray]] = [[] for _ in starts]
     clock = _Clock(timings)
-    with clock("judge"):
-        scores: list[list[float]] = [[s] for s in caches.scores.get_many(list(zip(starts, current)), [score_key(judge, d, d) for d in start_digests])]
-    active = list(range(n))
-    while active or lockstep is not None:
-        # The decision at step max_steps can only be STOP (log-prob 0): end without asking.
-        active = [i for i in active if len(actions[i]) < limit]
-        if not active and lockstep is None:
-            break
+
+    def decide(running: list[EpisodeState]) -> list[tuple[int, str]] | None:
         with clock("encoder"):
-            batch_feats = caches.features.get_many([current[i] for i in active], [digests[i] for i in active]) if active else []
+            batch_feats = caches.features.get_many([ep.image for ep in running], [ep.key for ep in running]) if running else []
+        histories = [ep.actions for ep in running]
         with torch.no_grad(), clock("policy"):
             if lockstep is None:
-                chosen, logp = policy.act(np.stack(batch_feats), [actions[i] for i in active], greedy=greedy, generator=generator)
+                chosen, logp = policy.act(np.stack(batch_feats), histories, greedy=greedy, generator=generator)
             else:
                 stacked = np.stack(batch_feats) if batch_feats else np.zeros((0, cfg.feature_dim), np.float32)
-                decided = lockstep.act(policy, stacked, [actions[i] for i in active], greedy, generator)
+                decided = lockstep.act(policy, stacked, histories, greedy, generator)
                 if decided is None:
-                    break
+                    return None
                 chosen, logp = decided
-        moved = []
-        for j, i in enumerate(active):
+        out = []
+        for j, ep in enumerate(running):
             a = int(chosen[j])
-            actions[i].append(a)
-            log_probs[i].append(float(logp[j]))
-            feats[i].append(batch_feats[j])
-            if a == cfg.stop_action:
-                scores[i].append(scores[i][-1])
-            else:
-                name = cfg.tool_names[a]
-                with clock(f"tool:{name}"):
-                    current[i], digests[i] = caches.tools.apply(name, tools[name], current[i], digests[i])
-                moved.append(i)
-            if on_step is not None and i == 0:
-                on_step(cfg.action_name(a))
-        if moved:
-            with clock("judge"):
-                new_scores = caches.scores.get_many([(starts[i], current[i]) for i in moved], [score_key(judge, start_digests[i], digests[i]) for i in moved])
-            for i, s in zip(moved, new_scores):
-                scores[i].append(s)
-        active = [i for i in active if actions[i][-1] != cfg.stop_action]
+            log_probs[ep.index].append(float(logp[j]))
+            feats[ep.index].append(batch_feats[j])
+            out.append((a, cfg.action_name(a)))
+        return out
+
+    def call_tool(ep: EpisodeState, name: str) -> tuple[np.ndarray, str]:
+        with clock(f"tool:{name}"):
+            return caches.tools.apply(name, tools[name], ep.image, ep.key)
+
+    def score(episodes: list[EpisodeState]) -> list[float]:
+        with clock("judge"):
+            return caches.scores.get_many([(ep.start, ep.image) for ep in episodes], [score_key(judge, ep.start_key, ep.key) for ep in episodes])
+
+    def step(ep: EpisodeState, name: str, seconds: float) -> None:
+        if ep.index == 0:
+            on_step(name)
+
+    episodes = run_episodes(
+        starts,
+        [limit] * len(starts),
+        decide,
+        call_tool,
+        score,
+        keys=[image_digest(im) for im in starts],
+        on_step=None if on_step is None else step,
+        lockstep=lockstep is not None,
+    )
     out = []
-    for i in range(n):
-        calls = [a != cfg.stop_action for a in actions[i]]
+    for ep in episodes:
+        calls = [a != cfg.stop_action for a in ep.actions]
+        scores = (ep.scores + ep.scores[-1:]) if ep.stopped else ep.scores  # STOP repeats the last score
+        i = ep.index
         out.append(
             Trajectory(
-                actions=actions[i],
-                action_names=[cfg.action_name(a) for a in actions[i]],
+                actions=ep.actions,
+                action_names=[cfg.action_name(a) for a in ep.actions],
                 log_probs=log_probs[i],
                 features=np.stack(feats[i]).astype(np.float32) if feats[i] else np.zeros((0, cfg.feature_dim), np.float32),
-                scores=scores[i],
-                rewards=step_rewards(scores[i], calls, tool_cost),
-                final_image=current[i],
+                scores=scores,
+                rewards=step_rewards(scores, calls, tool_cost),
+                final_image=ep.image,
                 steps=sum(calls),
             )
         )

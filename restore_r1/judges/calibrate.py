@@ -1,7 +1,7 @@
 """Offline calibration of the ``calibrated`` judge: a no-reference quality model fitted to a
 full-reference target on synthetic data from the TRAINING photos only.
 
-The ``calibrated`` judge (:class:`restore_r1.judges.CalibratedJudge`, its runtime model in
+The ``calibrated`` judge (:class:`restore_r1.judges.calibrated.CalibratedJudge`, its runtime model in
 :mod:`restore_r1.judges.calibrated`) is strictly no-reference at
 use time: it sees one image and computes :data:`CALIBRATED_FEATURES` — the 32 ``stats`` features
 of :func:`restore_r1.encoders.degradation_stats` plus PIQE — and maps them to 1–5 with a small

@@ -1,7 +1,7 @@
 """The ``calibrated`` judge's model at use time: its no-reference features and the fitted
 ridge model read from ``restore_r1/data/judges/calibrated.json``.
 
-The judge (:class:`restore_r1.judges.CalibratedJudge`) sees one image, computes
+The judge (:class:`CalibratedJudge`, at the end) sees one image, computes
 :data:`CALIBRATED_FEATURES` (the 32 ``stats`` features of
 :func:`restore_r1.encoders.degradation_stats` plus PIQE) and maps them to 1–5 with
 :class:`CalibrationModel`. How that model was fitted, offline and on the training photos only,
@@ -21,6 +21,7 @@ import numpy as np
 
 from restore_r1.encoders import STATS_FEATURES, degradation_stats
 from restore_r1.errors import RestoreR1Error
+from restore_r1.judges.base import LEVEL_RANGE, check_images
 from restore_r1.judges.features import rows_matmul, upscale_to_min_side
 
 #: The calibration file shipped in the package and read by the ``calibrated`` judge.
@@ -197,3 +198,57 @@ def load_calibration(path: str | Path | None = None) -> CalibrationModel:
         if isinstance(exc, CalibrationError):
             raise CalibrationError(f"calibrated judge: {path}: {exc}; {how}") from None
         raise CalibrationError(f"calibrated judge: {path} is malformed ({type(exc).__name__}: {exc}); {how}") from None
+
+
+class CalibratedJudge:
+    """``calibrated``: a no-reference quality model calibrated offline on synthetic data.
+
+    At use time it is strictly no-reference: :meth:`score` takes only images. Each image gets the
+    no-reference features of :func:`restore_r1.judges.calibrated.calibrated_features` (the 32
+    ``stats`` features of :func:`restore_r1.encoders.degradation_stats`, plus PIQE only when the
+    calibration selected it) and a small ridge model maps them to 1–5. The model's coefficients
+    were fitted OFFLINE (``python bench/calibrate_judge.py``) to a full-reference target (SSIM and
+    PSNR against the clean crop) on degraded, tool-processed and clean crops of the TRAINING photos
+    only (:data:`restore_r1.cleanimages.TRAIN_NAMES`); the held-out photos never entered it. GRPO
+    never sees clean images: it only calls this judge, like any trained NR-IQA model.
+
+    Args:
+        path: calibration JSON (default: the file shipped in the package,
+            :data:`restore_r1.judges.calibrated.CALIBRATION_PATH`).
+        device: device of the PIQE metric, when used.
+
+    Raises:
+        CalibrationError: the calibration file is missing or corrupt.
+    """
+
+    name = "calibrated"
+    range = LEVEL_RANGE
+
+    def __init__(self, path: str | None = None, device: str = "cpu") -> None:
+        self.path = str(CALIBRATION_PATH if path is None else path)
+        self.device = device
+        self.model = load_calibration(self.path)
+        self._piqe = None
+        if self.model.uses_piqe:
+            from restore_r1.metrics import create_metric
+
+            self._piqe = create_metric("piqe", device=device).batch
+
+    def features(self, imgs: Sequence[np.ndarray]) -> np.ndarray:
+        """The model's input features [len(imgs), len(model.features)]."""
+        imgs = check_images(imgs, self.name)
+        if self._piqe is not None:
+            return calibrated_features(imgs, self._piqe)
+        # Stats-only calibration: skip PIQE (it would double the cost for nothing).
+        x = np.stack([degradation_stats(img).astype(np.float64) for img in imgs]) if imgs else np.zeros((0, len(self.model.features)))
+        return x
+
+    def score(self, imgs: Sequence[np.ndarray]) -> list[float]:
+        """Calibrated quality in [1, 5] per uint8 RGB H×W×3 image (higher is better)."""
+        x = self.features(imgs)
+        if len(x) == 0:
+            return []
+        return [float(v) for v in self.model.predict(x)]
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "device": self.device, "features": list(self.model.features)}

@@ -262,7 +262,7 @@ class RelativeJudge:
         return out
 
     def score(self, imgs: Sequence[np.ndarray]) -> list[float]:
-        from restore_r1.judges import JudgeError
+        from restore_r1.judges.base import JudgeError
 
         raise JudgeError(
             "the relative judge scores an image against the input it was restored from: call score_relative(references, images) (CLI: restore-r1 score OUT --ref INPUT --metrics judge:relative)"

@@ -61,6 +61,8 @@ from typing import Any
 
 import numpy as np
 
+from restore_r1.agent.loop import EpisodeState, run_episodes
+from restore_r1.agent.plan import STOP
 from restore_r1.errors import ImageError, RestoreR1Error
 from restore_r1.images import MIN_SIDE, check_rgb
 from restore_r1.serving import metrics as m
@@ -84,8 +86,6 @@ TRAJECTORY = "TRAJECTORY"
 HISTORY_LEN = 16
 #: Padding value of HISTORY.
 HISTORY_PAD = -1
-#: Name of the stop action (as in :mod:`restore_r1.agent.policy`).
-STOP = "STOP"
 #: BLS ``model_version`` meaning "the latest loaded version".
 LATEST_VERSION = -1
 #: Sub-folder of a policy model version holding ``policy.safetensors`` + ``policy.json``
@@ -356,9 +356,11 @@ def run_episode(
     max_steps: int,
     on_step: Callable[[str, float], None] | None = None,
 ) -> Episode:
-    """The agent loop: policy -> tool -> ... until STOP or ``max_steps`` tool calls.
+    """One served episode: policy -> tool -> ... until STOP or ``max_steps`` tool calls.
 
-    A :class:`ServingError` of ``call_policy`` or ``call_tool`` (or a bad tool output) after at
+    This is the agent layer's one loop (:func:`restore_r1.agent.loop.run_episodes`, which
+    training and evaluation run too) with these callers injected and :class:`ServingError` as
+    its failure. A :class:`ServingError` of ``call_policy`` or ``call_tool`` (or a bad tool output) after at
     least one successful tool call ends the episode early with ``failed`` set and, as its image,
     the best image so far: the highest judge score among the input and each successful step's
     output, the earliest on ties (a later tool may have made things worse, and the failure says
@@ -376,46 +378,28 @@ def run_episode(
         ServingError: the first step failed, so there is nothing to answer with (``reason`` says
             which way; the message starts with ``step 1, ...``).
     """
+
+    def on_failure(ep: EpisodeState, step: int, name: str | None, exc: BaseException) -> StepFailure:
+        where = f"tool {name!r}" if name is not None else "policy"
+        failure = StepFailure(step, name, tool_model_name(name) if name is not None else POLICY_MODEL, exc.reason, f"step {step}, {where}: {exc}")
+        if not ep.tools:
+            raise ServingError(exc.reason, failure.message) from None
+        return failure
+
     start = time.perf_counter()
-    ep = Episode(image=image, scores=[float(score(image))])
-    best, best_score = image, ep.scores[0]
-    history: list[int] = []
-    while len(history) < max_steps:
-        step = len(history) + 1
-        t0 = time.perf_counter()
-        name: str | None = None
-        try:
-            action, name = call_policy(ep.image, history)
-            if name != STOP:
-                out = _checked_output(name, call_tool(name, ep.image), ep.image.shape)
-        except ServingError as exc:
-            where = f"tool {name!r}" if name is not None else "policy"
-            failure = StepFailure(step, name, tool_model_name(name) if name is not None else POLICY_MODEL, exc.reason, f"step {step}, {where}: {exc}")
-            if not ep.tools:
-                raise ServingError(exc.reason, failure.message) from None
-            ep.failed = failure
-            ep.step_seconds.append(time.perf_counter() - t0)
-            break
-        if name == STOP:
-            seconds = time.perf_counter() - t0
-            ep.step_seconds.append(seconds)
-            if on_step:
-                on_step(STOP, seconds)
-            break
-        ep.image = out
-        history.append(int(action))
-        ep.tools.append(name)
-        ep.scores.append(float(score(out)))
-        if ep.scores[-1] > best_score:
-            best, best_score = out, ep.scores[-1]
-        seconds = time.perf_counter() - t0
-        ep.step_seconds.append(seconds)
-        if on_step:
-            on_step(name, seconds)
-    if ep.failed is not None:
-        ep.image = best
-    ep.seconds = time.perf_counter() - start
-    return ep
+    (done,) = run_episodes(
+        [image],
+        [max_steps],
+        decide=lambda running: [call_policy(ep.image, ep.actions) for ep in running],
+        call_tool=lambda ep, name: (_checked_output(name, call_tool(name, ep.image), ep.image.shape), None),
+        score=lambda episodes: [float(score(ep.image)) for ep in episodes],
+        failures=(ServingError,),
+        on_failure=on_failure,
+        on_step=None if on_step is None else lambda ep, name, seconds: on_step(name, seconds),
+    )
+    return Episode(
+        image=done.image, tools=done.tools, scores=done.scores, step_seconds=done.step_seconds, seconds=time.perf_counter() - start, failed=done.failure
+    )
 
 
 # --------------------------------------------------------------------------------------------
