@@ -10,8 +10,9 @@ scenes, and measures every variant on the VALIDATION scenes only:
 
 1. the groups ``make judge`` builds (same crops, same seed; rebuilt here with the deep bank and
    checked equal to ``.cache/judge_fit``), every variant with the same second-round search
-   states (those of the shipped first round), so only the features differ: pairwise accuracy,
-   one/two-step recovery, Spearman ρ of ΔQ with ΔPSNR per type;
+   states (those of the shipped first round), so only the features differ, each fitted with 3
+   seeds (means reported): pairwise accuracy, one/two-step recovery, Spearman ρ of ΔQ with ΔPSNR
+   per type;
 2. for the variant chosen by a rule fixed before looking (highest mean ρ among those that lose
    ≤ 0.01 pairwise accuracy and ≤ 0.05 one-step recovery against the shipped features), the
    protocol of bench/judges_bench.py on the validation scenes (its seed-1 groups scored by the
@@ -45,9 +46,13 @@ from restore_r1.judges import fit
 from restore_r1.judges.deep import DEEP_CHANNELS, DEEP_LEVELS, DEEP_REF, DEEP_SCALARS
 
 SCALARS_EARLY = tuple(n for n in DEEP_SCALARS if int(n[4 : n.index("_")]) <= 4)
+DIST = tuple(n for n in DEEP_SCALARS if n.endswith("_dist"))
+COS = tuple(n for n in DEEP_SCALARS if n.endswith("_pooled_cos"))
 VARIANTS: dict[str, tuple[str, ...]] = {
     "none (shipped)": (),
-    "LPIPS-style distances (9)": tuple(n for n in DEEP_SCALARS if n.endswith("_dist")),
+    "LPIPS-style distances (9)": DIST,
+    "pooled cosines (9)": COS,
+    "distances + pooled cosines (18)": (*DIST, *COS),
     f"distance + energy ratio + pooled cosine, levels 0-4 ({len(SCALARS_EARLY)})": SCALARS_EARLY,
     f"distance + energy ratio + pooled cosine ({len(DEEP_SCALARS)})": DEEP_SCALARS,
     f"scalars + reference energies ({len(DEEP_SCALARS) + len(DEEP_REF)})": (*DEEP_SCALARS, *DEEP_REF),
@@ -55,6 +60,11 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     f"whole bank ({len(DEEP_SCALARS) + len(DEEP_REF) + len(DEEP_CHANNELS)})": (*DEEP_SCALARS, *DEEP_REF, *DEEP_CHANNELS),
 }
 NAMES = ("train", "val_mixed", "val_single")
+#: Fit seeds every variant is measured with (one-step recovery moves by up to 0.2 with the seed
+#: alone); the tables show their means, the chosen variant's protocol uses seed 0 (make judge's).
+SEEDS = (0, 1, 2)
+#: The measures averaged over the seeds.
+MEASURES = ("pairwise_accuracy", "one_step_recovery", "two_step_recovery")
 
 
 def load_cache(cache: Path) -> dict:
@@ -101,7 +111,8 @@ def mean_rho(rep: dict) -> float:
 
 def choose(rows: list[dict]) -> dict:
     """The rule fixed before measuring: highest mean ρ (validation single-type groups) among the
-    variants within 0.01 pairwise accuracy and 0.05 one-step recovery (mixed) of the shipped one."""
+    variants within 0.01 pairwise accuracy and 0.05 one-step recovery (mixed) of the shipped one
+    (seed means)."""
     base = rows[0]["val_mixed"]
     ok = [
         r
@@ -119,10 +130,20 @@ def fit_variants(groups: dict, states: list, variants: dict) -> list[dict]:
     rows, models = [], {}
     for name, deep in variants.items():
         t = time.time()
-        model = fit.fit_relative(train, fit.FitConfig(deep=deep), {}, extra=extra)
-        rep = {split: fit.evaluate_relative(model, groups[split]) for split in ("val_mixed", "val_single")}
-        rows.append({"variant": name, "deep": list(deep), "fit_seconds": time.time() - t, **rep})
-        models[name] = model
+        runs = []
+        for seed in SEEDS:
+            model = fit.fit_relative(train, fit.FitConfig(deep=deep, seed=seed), {}, extra=extra)
+            runs.append({split: fit.evaluate_relative(model, groups[split]) for split in ("val_mixed", "val_single")})
+            if seed == 0:
+                models[name] = model
+        rep = {
+            split: {
+                **{m: float(np.mean([r[split][m] for r in runs])) for m in MEASURES},
+                "rho_psnr": {t: float(np.mean([r[split]["rho_psnr"][t] for r in runs])) for t in runs[0][split]["rho_psnr"]},
+            }
+            for split in ("val_mixed", "val_single")
+        }
+        rows.append({"variant": name, "deep": list(deep), "fit_seconds": (time.time() - t) / len(SEEDS), **rep, "seeds": runs})
         print(f"{name}: pairwise {rep['val_mixed']['pairwise_accuracy']:.3f}, mean ρ {mean_rho(rep['val_single']):+.3f}", flush=True)
     return rows, models
 
@@ -182,6 +203,9 @@ def markdown(report: dict) -> str:
         f"the MLP also reads ({DEEP_LEVELS} levels: stem, 7 stages, head; native tile resolution).",
         "",
         "## 1. Refits on the make-judge validation groups",
+        "",
+        f"Means over the fit seeds {list(SEEDS)} (the seed alone moves one-step recovery by up to 0.2); "
+        "per-seed numbers in judge_deep.json. ρ on the single-degradation groups (42), the rest on the mixed groups (18).",
         "",
         "| deep features | pairwise acc. (mixed / single) | 1-step recovery (mixed) | 2-step recovery (mixed / single) | mean ρ | min ρ | "
         + " | ".join(f"ρ {t}" for t in DEGRADATION_TYPES)
