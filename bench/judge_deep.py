@@ -20,7 +20,9 @@ scenes, and measures every variant on the VALIDATION scenes only:
    and the cost of a judge call at 256² and 1 MP.
 
 With ``--heldout`` (only after choosing) it also scores the chosen variant on the bundled held-out
-photos.
+photos. ``--protocol-for NAME`` keeps the table of an earlier run (``--out``'s judge_deep.json)
+and runs step 2 for the variant NAME (seed 0) although the rule did not choose it: an exploratory
+measurement on the validation scenes, labelled as such.
 
     make judge   # builds .cache/judge_fit
     .venv/bin/python bench/judge_deep.py --out bench/results
@@ -122,7 +124,7 @@ def choose(rows: list[dict]) -> dict:
     return max(ok, key=lambda r: mean_rho(r["val_single"])) if ok else rows[0]
 
 
-def fit_variants(groups: dict, states: list, variants: dict) -> list[dict]:
+def fit_variants(groups: dict, states: list, variants: dict, seeds: tuple[int, ...] = SEEDS) -> tuple[list[dict], dict]:
     cfg = fit.FitConfig()
     train = groups["train"]
     per = min(cfg.search_groups, cfg.crops_per_scene)
@@ -131,7 +133,7 @@ def fit_variants(groups: dict, states: list, variants: dict) -> list[dict]:
     for name, deep in variants.items():
         t = time.time()
         runs = []
-        for seed in SEEDS:
+        for seed in seeds:
             model = fit.fit_relative(train, fit.FitConfig(deep=deep, seed=seed), {}, extra=extra)
             runs.append({split: fit.evaluate_relative(model, groups[split]) for split in ("val_mixed", "val_single")})
             if seed == 0:
@@ -143,7 +145,7 @@ def fit_variants(groups: dict, states: list, variants: dict) -> list[dict]:
             }
             for split in ("val_mixed", "val_single")
         }
-        rows.append({"variant": name, "deep": list(deep), "fit_seconds": (time.time() - t) / len(SEEDS), **rep, "seeds": runs})
+        rows.append({"variant": name, "deep": list(deep), "fit_seconds": (time.time() - t) / len(seeds), **rep, "seeds": runs})
         print(f"{name}: pairwise {rep['val_mixed']['pairwise_accuracy']:.3f}, mean ρ {mean_rho(rep['val_single']):+.3f}", flush=True)
     return rows, models
 
@@ -222,6 +224,13 @@ def markdown(report: dict) -> str:
             + " |"
         )
     lines += ["", f"Chosen by the rule fixed beforehand (bench docstring): **{report['chosen']}**.", ""]
+    if "protocol_variant" in report:
+        lines += [
+            f"Step 2 below was run for **{report['protocol_variant']}** (seed 0), which the rule did NOT choose: an exploratory "
+            f"measurement on the validation scenes (`{report['protocol_command']}`, {report['protocol_date']}, "
+            f"{report['protocol_minutes']:.0f} min). `relative_deep` is that variant, `relative` the shipped judge.",
+            "",
+        ]
     for where, title in (("val", "Validation scenes"), ("heldout", "Bundled held-out photos (reported after choosing; never used to choose)")):
         if where not in report.get("protocol", {}):
             continue
@@ -268,6 +277,28 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def protocol_for(args: argparse.Namespace, groups: dict, states: list, start: float) -> int:
+    """Step 2 for a variant the rule did not choose, added to the earlier report (exploratory)."""
+    from restore_r1.corpus import corpus_split_dir
+
+    out = Path(args.out)
+    report = json.loads((out / "judge_deep.json").read_text())
+    if args.protocol_for not in VARIANTS:
+        raise SystemExit(f"judge_deep: no variant {args.protocol_for!r}; one of {list(VARIANTS)}")
+    _, models = fit_variants(groups, states, {args.protocol_for: VARIANTS[args.protocol_for]}, seeds=(0,))
+    model = models[args.protocol_for]
+    report["protocol_variant"] = args.protocol_for
+    report["protocol_command"] = "python bench/judge_deep.py " + " ".join(sys.argv[1:])
+    report["protocol_date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    report["protocol"] = {"val": bench_protocol(model, list_images(corpus_split_dir("val")), 1, args.workers, explore=True)}
+    report["cost"] = call_cost(model)
+    report["protocol_minutes"] = (time.time() - start) / 60
+    atomic_write_bytes(out / "judge_deep.json", (json.dumps(report, indent=1, default=float) + "\n").encode())
+    atomic_write_bytes(out / "judge_deep.md", markdown(report).encode())
+    print(markdown(report))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench/results")
@@ -276,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-only", action="store_true", help="build the deep groups and stop")
     parser.add_argument("--no-protocol", action="store_true", help="skip the judges_bench protocol and the exploration")
     parser.add_argument("--heldout", action="store_true", help="also score the chosen variant on the bundled held-out photos (after choosing)")
+    parser.add_argument("--protocol-for", metavar="NAME", help="keep the earlier table and run the protocol for this variant (exploratory)")
     args = parser.parse_args(argv)
     start = time.time()
     cache = Path(args.cache)
@@ -283,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     groups, states = deep_data(cache, cached, args.workers)
     if args.data_only:
         return 0
+    if args.protocol_for:
+        return protocol_for(args, groups, states, start)
     rows, models = fit_variants(groups, states, VARIANTS)
     chosen = choose(rows)
     report = {
