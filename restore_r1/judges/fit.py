@@ -38,9 +38,10 @@ from typing import Any
 import numpy as np
 
 from restore_r1 import DEGRADATION_TYPES
+from restore_r1.judges.deep import DEEP_BANK, deep_bank, deep_index, deep_maps
 from restore_r1.judges.features import JUDGE_FEATURE_DIM, JUDGE_FEATURES, judge_features_one
 from restore_r1.judges.ranker import RankerModel
-from restore_r1.judges.relative import CHANGE_FEATURES, CONTEXT_SOURCE, change_features_one, context_features_one, context_of
+from restore_r1.judges.relative import CHANGE_FEATURES, CONTEXT_SOURCE, DEEP_SOURCE, change_features_one, context_features_one, context_of
 from restore_r1.versions import pixel_versions
 
 #: Clean images have infinite PSNR; targets are capped here.
@@ -106,6 +107,9 @@ class FitConfig:
     workers: int = 2  #: processes building data
     tools: tuple[str, ...] = FIT_TOOLS  #: tools applied to build the groups (empty: every available tool)
     context: tuple[str, ...] = CONTEXT_SOURCE  #: the reference's judge features the relative judge also sees (relative.CONTEXT_SOURCE)
+    deep: tuple[str, ...] = (
+        DEEP_SOURCE  #: the deep change features (restore_r1.judges.deep.DEEP_BANK) it also sees (relative.DEEP_SOURCE); non-empty: the groups keep the whole bank
+    )
 
 
 @dataclass
@@ -121,13 +125,34 @@ class Group:
     images: list[np.ndarray] | None = None  # the images themselves, when kept (benches score other judges on them)
     pairs: np.ndarray | None = None  # [m, 2] (reference index, image index) pairs of the relative judge
     rx: np.ndarray | None = None  # [m, len(CHANGE_FEATURES)] their change features (the context comes from x: relative_rows)
+    dx: np.ndarray | None = None  # [m, len(DEEP_BANK)] their deep change features, when FitConfig.deep asked for them
 
 
-def relative_rows(g: Group, context: Sequence[str] = CONTEXT_SOURCE) -> np.ndarray:
-    """The relative judge's feature rows of a group's pairs: the change features ``g.rx`` beside
-    the ``context`` of each pair's reference, taken from the reference's judge features ``g.x``
-    (bit-equal to :func:`restore_r1.judges.relative.context_features_one`)."""
-    return np.hstack([g.rx, context_of(g.x[g.pairs[:, 0]], context)])
+def relative_rows(g: Group, context: Sequence[str] = CONTEXT_SOURCE, deep: Sequence[str] = DEEP_SOURCE) -> np.ndarray:
+    """The relative judge's feature rows of a group's pairs: the change features ``g.rx``, the
+    ``deep`` ones picked from ``g.dx``, and the ``context`` of each pair's reference, taken from
+    the reference's judge features ``g.x`` (bit-equal to
+    :func:`restore_r1.judges.relative.context_features_one`)."""
+    parts = [g.rx]
+    if deep:
+        if g.dx is None:
+            raise ValueError("relative_rows: the group has no deep features (build it with FitConfig.deep set)")
+        parts.append(g.dx[:, deep_index(deep)])
+    return np.hstack([*parts, context_of(g.x[g.pairs[:, 0]], context)])
+
+
+def model_deep(model: RankerModel) -> tuple[str, ...]:
+    """The deep change features a fitted relative model reads."""
+    return tuple(n for n in model.features if n in DEEP_BANK)
+
+
+def pair_deep_bank(images: Sequence[np.ndarray], pairs: Sequence[Sequence[int]]) -> np.ndarray:
+    """:func:`restore_r1.judges.deep.deep_bank` of each (reference, image) pair of ``images``:
+    ``[len(pairs), len(DEEP_BANK)]``; each image's maps are computed once."""
+    maps: dict[int, Any] = {}
+    for i in sorted({int(i) for p in pairs for i in p}):
+        maps[i] = deep_maps(images[i])
+    return np.stack([deep_bank(maps[int(a)], maps[int(b)]) for a, b in pairs])
 
 
 def model_context(model: RankerModel) -> tuple[str, ...]:
@@ -242,6 +267,7 @@ def build_group(path: str, index: int, cfg: FitConfig, mode: str, keep_images: b
     kinds, whats = [k for _, k, _ in images], [w for _, _, w in images]
     pairs = np.asarray(relative_pairs(kinds, whats), dtype=np.int64)
     rx = np.stack([change_features_one(images[a][0], images[b][0]) for a, b in pairs])
+    dx = pair_deep_bank([img for img, _, _ in images], pairs) if cfg.deep else None
     return Group(
         scene,
         degs,
@@ -252,17 +278,19 @@ def build_group(path: str, index: int, cfg: FitConfig, mode: str, keep_images: b
         [img for img, _, _ in images] if keep_images else None,
         pairs,
         rx,
+        dx,
     )
 
 
-def search_states(path: str, index: int, cfg: FitConfig, mode: str, model: RankerModel) -> tuple[np.ndarray, np.ndarray]:
+def search_states(path: str, index: int, cfg: FitConfig, mode: str, model: RankerModel) -> tuple[np.ndarray, ...]:
     """Hard examples for the relative judge: greedy search from the group's degraded input with
     the first-round ``model`` (try every tool, keep the one it scores highest, never the same tool
     twice in a row, :attr:`FitConfig.search_steps` steps, no early stop). Every candidate of every
     step is returned, against the input: ``(change features [m, C], PSNR gains [m])`` (the context
     is the input's, read from its group's ``x``). These are
     the decisions an agent trained on the judge faces past the two steps of :func:`build_group`,
-    where the first round overrates chains of mild smoothing and repeated brightening."""
+    where the first round overrates chains of mild smoothing and repeated brightening. With
+    ``cfg.deep`` set, a third array holds the candidates' :data:`DEEP_BANK` features."""
     import cv2
 
     from restore_r1.tools import get_tool, list_tools
@@ -273,8 +301,11 @@ def search_states(path: str, index: int, cfg: FitConfig, mode: str, model: Ranke
     tools = [get_tool(n) for n in cfg.tools] if cfg.tools else list_tools(available_only=True)
     base = psnr_db(degraded, clean)
     context = context_features_one(degraded, model_context(model))
-    identity = float(model.predict_db(np.concatenate([change_features_one(degraded, degraded), context])[None])[0])
-    feats, gains = [], []
+    used = model_deep(model)
+    ref_maps = deep_maps(degraded) if used or cfg.deep else None
+    identity_deep = deep_bank(ref_maps, ref_maps)[deep_index(used)] if used else np.zeros(0)
+    identity = float(model.predict_db(np.concatenate([change_features_one(degraded, degraded), identity_deep, context])[None])[0])
+    feats, gains, banks = [], [], []
     current, last = degraded, None
     for _ in range(cfg.search_steps):
         cands = [t for t in tools if t.name != last]
@@ -282,12 +313,17 @@ def search_states(path: str, index: int, cfg: FitConfig, mode: str, model: Ranke
         rx = np.stack([change_features_one(degraded, o) for o in outs])
         feats.append(rx)
         gains.extend(psnr_db(o, clean) - base for o in outs)
-        best = int(np.argmax(model.predict_db(np.hstack([rx, np.broadcast_to(context, (len(rx), len(context)))])) - identity))
+        bank = np.stack([deep_bank(ref_maps, deep_maps(o)) for o in outs]) if ref_maps is not None else np.zeros((len(outs), 0))
+        banks.append(bank)
+        rows = np.hstack([rx, bank[:, deep_index(used)], np.broadcast_to(context, (len(rx), len(context)))])
+        best = int(np.argmax(model.predict_db(rows) - identity))
         current, last = outs[best], cands[best].name
+    if cfg.deep:
+        return np.concatenate(feats), np.asarray(gains, dtype=np.float64), np.concatenate(banks)
     return np.concatenate(feats), np.asarray(gains, dtype=np.float64)
 
 
-def _search_one(job: tuple[str, int, FitConfig, str, RankerModel]) -> tuple[np.ndarray, np.ndarray]:
+def _search_one(job: tuple[str, int, FitConfig, str, RankerModel]) -> tuple[np.ndarray, ...]:
     import torch
 
     torch.set_num_threads(1)
@@ -320,14 +356,14 @@ def _run_jobs(fn: Callable[[Any], Any], jobs: list, workers: int, label: str, pr
 
 def build_search_states(
     photos: Sequence[str | os.PathLike], cfg: FitConfig, model: RankerModel, progress: Callable[[str], None] | None = None
-) -> list[tuple[np.ndarray, np.ndarray]]:
+) -> list[tuple[np.ndarray, ...]]:
     """:func:`search_states` for the first :attr:`FitConfig.search_groups` mixed groups of each
     photo (the same crops as :func:`build_groups`), by ``cfg.workers`` processes."""
     jobs = [(str(p), k, cfg, "mixed", model) for p in photos for k in range(min(cfg.search_groups, cfg.crops_per_scene))]
     start = time.time()
     out = _run_jobs(_search_one, jobs, cfg.workers, "search", progress)
     if progress:
-        progress(f"search: {len(out)} groups, {sum(len(g) for _, g in out)} candidates, {time.time() - start:.0f} s")
+        progress(f"search: {len(out)} groups, {sum(len(s[1]) for s in out)} candidates, {time.time() - start:.0f} s")
     return out
 
 
@@ -492,13 +528,14 @@ def fit_relative(
     groups: Sequence[Group],
     cfg: FitConfig,
     info: dict[str, Any] | None = None,
-    extra: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+    extra: dict[int, tuple[np.ndarray, ...]] | None = None,
 ) -> RankerModel:
     """Fits the relative judge's MLP (torch, CPU): predicted dB gain of each (reference, image)
     pair, ranked among the pairs of the same reference (RankNet, pairs ≥ ``cfg.min_gap_db`` apart)
     plus ``relative_reg_weight`` × a smooth-L1 regression; deterministic for a given seed.
     ``extra`` maps a group's index to more pairs against its degraded input (features, gains),
-    e.g. the :func:`search_states` of the first round."""
+    e.g. the :func:`search_states` of the first round (with their deep features third, when
+    ``cfg.deep`` is set)."""
     with _deterministic_torch():
         return _fit_relative(groups, cfg, info, extra)
 
@@ -509,13 +546,14 @@ def _fit_relative(groups, cfg, info, extra) -> RankerModel:
     torch.manual_seed(cfg.seed)
     xs, ys, refs = [], [], []
     for gi, g in enumerate(groups):
-        xs.append(relative_rows(g, cfg.context))
+        xs.append(relative_rows(g, cfg.context, cfg.deep))
         ys.append(g.psnr[g.pairs[:, 1]] - g.psnr[g.pairs[:, 0]])
         refs.extend((gi, int(a)) for a in g.pairs[:, 0])
-    for gi, (rx, gains) in sorted((extra or {}).items()):
+    for gi, (rx, gains, *bank) in sorted((extra or {}).items(), key=lambda kv: kv[0]):
         g = groups[gi]
         context = context_of(g.x[g.kind.index("degraded")], cfg.context)
-        xs.append(np.hstack([rx, np.broadcast_to(context, (len(rx), len(context)))]))
+        deep = [bank[0][:, deep_index(cfg.deep)]] if cfg.deep else []
+        xs.append(np.hstack([rx, *deep, np.broadcast_to(context, (len(rx), len(context)))]))
         ys.append(gains)
         refs.extend([(gi, groups[gi].kind.index("degraded"))] * len(gains))
     x, y = np.concatenate(xs), np.concatenate(ys)
@@ -549,7 +587,7 @@ def _fit_relative(groups, cfg, info, extra) -> RankerModel:
         opt.step()
         sched.step()
     layers = _layers(net)
-    features = (*CHANGE_FEATURES, *(f"ref_{n}" for n in cfg.context))
+    features = (*CHANGE_FEATURES, *cfg.deep, *(f"ref_{n}" for n in cfg.context))
     return RankerModel(features, mean.astype(np.float64), std.astype(np.float64), layers, 0.0, RELATIVE_DB_SCALE, dict(info or {}))
 
 
@@ -562,7 +600,7 @@ def evaluate_relative(model: RankerModel, groups: Sequence[Group]) -> dict[str, 
         d = g.kind.index("degraded")
         q = np.full(len(g.psnr), np.nan)
         q[d] = 0.0
-        rows = relative_rows(g, model_context(model))
+        rows = relative_rows(g, model_context(model), model_deep(model))
         identity = float(model.predict_db(rows[[0]])[0])  # (d, d) comes first
         on_input = [j for j, (a, _) in enumerate(g.pairs) if a == d]
         pred = model.predict_db(rows[on_input]) - identity
@@ -636,6 +674,8 @@ def fit_default(
         "features": list(JUDGE_FEATURES),
         # The groups store the change features; the context is read from x when fitting.
         "relative_features": list(CHANGE_FEATURES),
+        # Groups built for a deep judge also hold the deep bank (the default key is unchanged).
+        **({"deep_bank": list(DEEP_BANK)} if cfg.deep else {}),
         "pixel_versions": pixel_versions(),
     }
     groups = _cached_groups(cache_dir, "train", {**key, "photos": train}, lambda: build_groups(train, cfg, "mixed", progress=progress))
@@ -675,7 +715,7 @@ def fit_default(
         states = _cached_groups(cache_dir, "train_search", search_key, lambda: build_search_states(train, cfg, relative, progress=progress))
         per_photo = min(cfg.search_groups, cfg.crops_per_scene)
         extra = {p * cfg.crops_per_scene + k: states[p * per_photo + k] for p in range(len(train)) for k in range(per_photo)}
-        rel_info["search"] = {"groups": len(states), "candidates": int(sum(len(g) for _, g in states)), "steps": cfg.search_steps}
+        rel_info["search"] = {"groups": len(states), "candidates": int(sum(len(s[1]) for s in states)), "steps": cfg.search_steps}
         relative = fit_relative(groups, cfg, rel_info, extra=extra)
     report["relative"] = {
         "train": evaluate_relative(relative, groups),

@@ -37,6 +37,7 @@ import numpy as np
 
 from restore_r1.encoders import STATS_FEATURES, degradation_stats
 from restore_r1.images import check_rgb
+from restore_r1.judges.deep import DeepMaps, deep_features_one, deep_maps
 from restore_r1.judges.features import EXPOSURE_FEATURES, JUDGE_FEATURES, exposure_features, tiles
 
 #: The shipped model: ``relative.json`` (metadata) beside ``relative.safetensors`` (weights).
@@ -88,7 +89,11 @@ CHANGE_FEATURES: tuple[str, ...] = (
 CONTEXT_SOURCE: tuple[str, ...] = ()
 #: Their names as features of the relative judge.
 CONTEXT_FEATURES: tuple[str, ...] = tuple(f"ref_{name}" for name in CONTEXT_SOURCE)
-RELATIVE_FEATURES: tuple[str, ...] = (*CHANGE_FEATURES, *CONTEXT_FEATURES)
+#: Frozen EfficientNet-Lite0 features of the change (names in
+#: :data:`restore_r1.judges.deep.DEEP_BANK`) the judge also reads: none. ``FitConfig.deep`` fits
+#: other sets (bench/judge_deep.py, bench/results/judge_deep.md).
+DEEP_SOURCE: tuple[str, ...] = ()
+RELATIVE_FEATURES: tuple[str, ...] = (*CHANGE_FEATURES, *DEEP_SOURCE, *CONTEXT_FEATURES)
 RELATIVE_FEATURE_DIM = len(RELATIVE_FEATURES)
 
 
@@ -151,12 +156,23 @@ def context_features_one(reference: np.ndarray, source: Sequence[str] = CONTEXT_
     return np.asarray([values[n] for n in source], dtype=np.float64)
 
 
-def relative_features_one(reference: np.ndarray, image: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
+def relative_features_one(
+    reference: np.ndarray,
+    image: np.ndarray,
+    context: np.ndarray | None = None,
+    deep: Sequence[str] = DEEP_SOURCE,
+    ref_maps: DeepMaps | None = None,
+    context_source: Sequence[str] = CONTEXT_SOURCE,
+) -> np.ndarray:
     """Features of ``image`` against ``reference`` (same-shape uint8 RGB tiles): float64
-    ``[RELATIVE_FEATURE_DIM]`` in :data:`RELATIVE_FEATURES` order, the change then the
-    reference's context (``context``: :func:`context_features_one` of ``reference``, when known)."""
-    ctx = context_features_one(reference) if context is None else context
-    return np.concatenate([change_features_one(reference, image), ctx])
+    ``[RELATIVE_FEATURE_DIM]`` in :data:`RELATIVE_FEATURES` order, the change, its ``deep``
+    features (:mod:`restore_r1.judges.deep`; ``ref_maps``: the reference's maps, when known), then
+    the reference's context (``context``: :func:`context_features_one` of ``reference``, when known)."""
+    ctx = context_features_one(reference, context_source) if context is None else context
+    parts = [change_features_one(reference, image)]
+    if deep:
+        parts.append(deep_features_one(reference, image, deep, ref_maps))
+    return np.concatenate([*parts, ctx])
 
 
 def change_features_one(reference: np.ndarray, image: np.ndarray) -> np.ndarray:
@@ -197,8 +213,14 @@ def change_features_one(reference: np.ndarray, image: np.ndarray) -> np.ndarray:
     return np.asarray(f, dtype=np.float64)
 
 
-def relative_features(references: Sequence[np.ndarray], images: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Per pair, the features of each of the :func:`tiles` both images share: ``[tiles, RELATIVE_FEATURE_DIM]``.
+def relative_features(
+    references: Sequence[np.ndarray],
+    images: Sequence[np.ndarray],
+    deep: Sequence[str] = DEEP_SOURCE,
+    context_source: Sequence[str] = CONTEXT_SOURCE,
+) -> list[np.ndarray]:
+    """Per pair, the features of each of the :func:`tiles` both images share: ``[tiles, RELATIVE_FEATURE_DIM]``
+    (another model's ``deep`` and ``context_source`` features when given).
 
     Raises:
         ValueError: the counts differ, an image is not uint8 RGB, or a pair differs in shape.
@@ -207,6 +229,7 @@ def relative_features(references: Sequence[np.ndarray], images: Sequence[np.ndar
         raise ValueError(f"relative judge: {len(references)} references for {len(images)} images")
     out = []
     contexts: dict[int, list[np.ndarray]] = {}
+    maps: dict[int, list[DeepMaps | None]] = {}
     for i, (ref, img) in enumerate(zip(references, images)):
         check_rgb(ref, name=f"relative judge reference {i}")
         check_rgb(img, name=f"relative judge image {i}")
@@ -215,8 +238,9 @@ def relative_features(references: Sequence[np.ndarray], images: Sequence[np.ndar
         ref_tiles = tiles(ref)
         key = id(ref)
         if key not in contexts:  # one reference is usually scored against many images
-            contexts[key] = [context_features_one(t) for t in ref_tiles]
-        out.append(np.stack([relative_features_one(a, b, c) for a, b, c in zip(ref_tiles, tiles(img), contexts[key])]))
+            contexts[key] = [context_features_one(t, context_source) for t in ref_tiles]
+            maps[key] = [deep_maps(t) if deep else None for t in ref_tiles]
+        out.append(np.stack([relative_features_one(a, b, c, deep, m, context_source) for a, b, c, m in zip(ref_tiles, tiles(img), contexts[key], maps[key])]))
     return out
 
 
@@ -229,18 +253,25 @@ class RelativeJudge:
     Args:
         path: model JSON (default: the shipped :data:`RELATIVE_PATH`).
         device: accepted for a uniform judge signature; it runs on the CPU.
+        model: a fitted :class:`~restore_r1.judges.ranker.RankerModel` to use instead of a file
+            (benches of fit variants: its deep and context features are computed).
     """
 
     name = "relative"
     relative = True
     range = (-float("inf"), float("inf"))
 
-    def __init__(self, path: str | None = None, device: str = "cpu") -> None:
+    def __init__(self, path: str | None = None, device: str = "cpu", model: Any = None) -> None:
+        from restore_r1.judges.deep import DEEP_BANK
         from restore_r1.judges.ranker import load_ranker
 
         self.path = None if path is None else str(path)
         self.device = device
-        self.model = load_ranker(RELATIVE_PATH if path is None else path, kind=RELATIVE_KIND, features=RELATIVE_FEATURES)
+        if model is None:
+            model = load_ranker(RELATIVE_PATH if path is None else path, kind=RELATIVE_KIND, features=RELATIVE_FEATURES)
+        self.model = model
+        self._deep = tuple(n for n in model.features if n in DEEP_BANK)
+        self._context = tuple(n[len("ref_") :] for n in model.features if n.startswith("ref_"))
 
     def score_relative(self, references: Sequence[np.ndarray], images: Sequence[np.ndarray]) -> list[float]:
         """Predicted PSNR gain in dB of each image over its reference (0 for the reference itself)."""
@@ -254,7 +285,8 @@ class RelativeJudge:
         order = list(distinct)
         if not references:
             return []
-        means = self.model.predict_tiled_db(relative_features([*distinct.values(), *references], [*distinct.values(), *images]))
+        feats = relative_features([*distinct.values(), *references], [*distinct.values(), *images], self._deep, self._context)
+        means = self.model.predict_tiled_db(feats)
         identity = dict(zip(order, means[: len(order)]))
         out = []
         for ref, img, m in zip(references, images, means[len(order) :]):
