@@ -66,7 +66,7 @@ SERVING_REPOSITORY = "localhost/restore-r1-triton"
 #: What an imported image lacks: the environment Debian's own images set.
 IMPORT_CHANGES = ("ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 'CMD ["/bin/bash"]')
 #: Host tools the builds need (Debian packages of the same names).
-HOST_TOOLS = ("podman", "runc", "mmdebstrap")
+HOST_TOOLS = ("podman", "runc", "mmdebstrap", "catatonit")
 #: Where a build sees the host's pip settings and the local paths they name (see :func:`pip_mounts`).
 HOST_IN_BUILD = "/dev/restore-r1-host"
 
@@ -260,12 +260,14 @@ def build(spec: ImageSpec, mounts: Sequence[str], pip_args: Mapping[str, str] | 
 
 def debian_rootfs(tarball: Path) -> float:
     """``mmdebstrap`` a minimal Debian root file system (with CA certificates) into ``tarball``;
-    the seconds it took."""
+    the seconds it took. ``/dev`` is left empty, as in images built by a container engine: the
+    runtime provides it, and a ``/dev/shm`` in the image would hand its 0755 mode to the
+    ``/dev/shm`` volume podman mounts over it (unwritable by the pod's non-root user)."""
     tarball.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     tmp = tarball.with_suffix(".tmp.tar")
     run(
-        ["nice", "-n", "19", "mmdebstrap", "--variant=minbase", "--include=ca-certificates", "--mode=root", DEBIAN_SUITE, str(tmp), DEBIAN_MIRROR],
+        ["nice", "-n", "19", "mmdebstrap", "--variant=minbase", "--include=ca-certificates", "--mode=root", "--skip=output/dev", DEBIAN_SUITE, str(tmp), DEBIAN_MIRROR],
         what="mmdebstrap",
         log=CACHE / "mmdebstrap.log",
     )
