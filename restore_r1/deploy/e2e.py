@@ -9,6 +9,7 @@
    :func:`restore_r1.serving.repository.write_repository`), Triton's ports on free loopback ports.
    The rendered Deployment is played (``podman kube play``, host network: Triton listens on
    127.0.0.1 only) as it is, less its ``ports`` lists (:func:`for_host_network` says why).
+   Its init containers run first, each with ``podman run`` (:func:`init_container_command`).
 3. Readiness: the Deployment's own startup, then readiness probe (path, port, period, failure
    threshold as rendered) are run against the pod, as the kubelet would. podman 4 turns only the
    liveness probe into a health check, and runs it with curl, which the image does not carry.
@@ -118,14 +119,40 @@ def rendered_deployment(values: Mapping[str, Any], release: str = RELEASE) -> di
 
 
 def for_host_network(deployment: Mapping[str, Any]) -> dict[str, Any]:
-    """The Deployment as played here: the same, less the containers' ``ports`` lists. podman 4
-    publishes every ``containerPort`` as a host port mapping, which host networking refuses
-    ("PortMappings can only be used with Bridge or slirp4netns networking"); on the host network
-    the ports need no publishing (Triton binds them on 127.0.0.1 itself)."""
+    """The Deployment as played here by podman 4.3: the same, less the containers' ``ports``
+    lists and less its init containers (which :func:`init_container_command` runs first).
+
+    * podman publishes every ``containerPort`` as a host port mapping, which host networking
+      refuses ("PortMappings can only be used with Bridge or slirp4netns networking"); on the host
+      network the ports need no publishing (Triton binds them on 127.0.0.1 itself).
+    * podman 4.3.1 removes an init container while it is still running and then fails the whole
+      play ("cannot remove container ... as it is running"); the annotation that would keep it
+      (``io.podman.annotations.init.container.type=always``) is ignored."""
     out = copy.deepcopy(dict(deployment))
-    for container in out["spec"]["template"]["spec"]["containers"]:
+    spec = out["spec"]["template"]["spec"]
+    for container in spec["containers"]:
         container.pop("ports", None)
+    spec.pop("initContainers", None)
     return out
+
+
+def init_container_command(deployment: Mapping[str, Any], container: Mapping[str, Any]) -> list[str]:
+    """``podman run`` arguments for one init container of the pod, with its volumes and its
+    security context (user and group, read-only root, capabilities, privilege escalation)."""
+    spec = deployment["spec"]["template"]["spec"]
+    pod_sc = spec.get("securityContext", {})
+    sc = {**pod_sc, **container.get("securityContext", {})}
+    args = ["run", "--rm", "--network=none", "--name", f"{RELEASE}-init-{container['name']}"]
+    if "runAsUser" in sc:
+        args.append(f"--user={sc['runAsUser']}:{sc.get('runAsGroup', sc['runAsUser'])}")
+    if sc.get("readOnlyRootFilesystem"):
+        args.append("--read-only")
+    args += [f"--cap-drop={cap.lower()}" for cap in sc.get("capabilities", {}).get("drop", [])]
+    if sc.get("allowPrivilegeEscalation") is False:
+        args.append("--security-opt=no-new-privileges")
+    for mount in container.get("volumeMounts", []):
+        args += ["-v", f"{mount['name']}:{mount['mountPath']}" + (":ro" if mount.get("readOnly") else "")]
+    return [*args, container["image"], *container.get("command", []), *container.get("args", [])]
 
 
 def emptydir_volumes(deployment: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
@@ -353,8 +380,10 @@ def e2e(work: Path = WORK, report_dir: Path = RESULTS, build: bool = True) -> di
             if "type=tmpfs" not in options:
                 Path(podman("volume", "inspect", "--format", "{{.Mountpoint}}", name).stdout.strip()).chmod(0o1777)
 
+        for init in deployment["spec"]["template"]["spec"].get("initContainers", []):
+            steps.run(f"init container {init['name']} (podman run)", podman, *init_container_command(deployment, init))
+        played = True  # a failed play can leave a pod: kube down either way
         played_out = steps.run("podman kube play", podman, "kube", "play", "--network", "host", str(manifest)).stdout
-        played = True
         ids = re.findall(r"^[0-9a-f]{64}$", played_out, re.M)
         report["kube_play_output"] = played_out.strip().splitlines()
         ctr = next(c for c in podman("ps", "--format", "{{.Names}}").stdout.split() if c.endswith("-triton") and RELEASE in c)

@@ -317,8 +317,9 @@ def project_specs(version: str, commit: str) -> dict[str, ImageSpec]:
 
 
 def build_all(only: Sequence[str] = ("component", "serving"), rebuild_bases: bool = False, reuse: bool = False) -> dict:
-    """Build the bases (when absent or asked) and the project images; the report (also written to
-    :data:`REPORT`). ``reuse``: keep a project image that already carries this commit's tag."""
+    """Build the bases and the project images; the report (also written to :data:`REPORT`). The
+    Debian root file system is made and imported only when absent (or ``rebuild_bases``).
+    ``reuse``: keep a project image that already carries this commit's tag."""
     missing = missing_host_tools()
     if missing:
         raise ImageError(f"the image builds need {', '.join(missing)} on PATH (Debian: apt-get install {' '.join(missing)}; `make container-tools`)")
@@ -331,9 +332,8 @@ def build_all(only: Sequence[str] = ("component", "serving"), rebuild_bases: boo
         seconds = debian_rootfs(tarball) if rebuild_bases or not tarball.exists() else 0.0
         import_debian(tarball)
         report["bases"].append({"name": "base-debian", "tags": [BASE_DEBIAN], "size_bytes": image_size(BASE_DEBIAN), "build_s": round(seconds, 1)})
-    for spec in base_specs():
-        if rebuild_bases or not image_exists(spec.tags[0]):
-            report["bases"].append(build(spec, mounts, pip_args))
+    for spec in base_specs():  # always built: podman's layer cache makes an unchanged base a few seconds
+        report["bases"].append(build(spec, mounts, pip_args))
     for name, spec in project_specs(version, commit).items():
         if name not in only:
             continue
