@@ -451,7 +451,16 @@ def markdown(report: Mapping[str, Any]) -> str:
     ]
     built = report.get("images") or {}
     if built:
-        lines += ["## Images (`make images`, podman, locally built Debian bases)", "", "| image | tag | size | build time |", "|---|---|---|---|"]
+        lines += [
+            "## Images (`make images`, podman, locally built Debian bases)",
+            "",
+            "Build times are this run's: podman's layer cache reuses every layer a change leaves valid (a new commit"
+            " rebuilds the commit's layers of the component image and the serving image's last stage). Sizes are"
+            " uncompressed (`podman images`).",
+            "",
+            "| image | tag | size | build time |",
+            "|---|---|---|---|",
+        ]
         for entry in built.get("bases", []):
             lines.append(f"| base `{entry['name']}` | `{entry['tags'][-1]}` | {_gb(entry.get('size_bytes'))} | {entry.get('build_s') or 0:.0f} s |")
         for entry in built.get("images", {}).values():
@@ -466,7 +475,10 @@ def markdown(report: Mapping[str, Any]) -> str:
             f"- `{p['probe']}` {p['url']}: succeeded at attempt {p['succeeded_at_attempt']} of {p['failure_threshold']} ({p['seconds']} s, every {p['period_s']:g} s)"
             for p in report["probes"]
         ]
-        lines.append(f"- podman's own health check from the liveness probe: `{json.dumps(report.get('podman_healthcheck'))}`")
+        lines.append(
+            f"- podman's own health check from the liveness probe, not relied on (it needs curl in the image, podman 4.3 gives a"
+            f" named port as 0, and it runs from systemd timers): `{json.dumps(report.get('podman_healthcheck'))}`"
+        )
     if report.get("pixels"):
         px = report["pixels"]
         lines += ["", "## Served pixels = in-process pixels", "", "| input | tools (served) | same tools | same bytes |", "|---|---|---|---|"]

@@ -267,7 +267,19 @@ def debian_rootfs(tarball: Path) -> float:
     start = time.monotonic()
     tmp = tarball.with_suffix(".tmp.tar")
     run(
-        ["nice", "-n", "19", "mmdebstrap", "--variant=minbase", "--include=ca-certificates", "--mode=root", "--skip=output/dev", DEBIAN_SUITE, str(tmp), DEBIAN_MIRROR],
+        [
+            "nice",
+            "-n",
+            "19",
+            "mmdebstrap",
+            "--variant=minbase",
+            "--include=ca-certificates",
+            "--mode=root",
+            "--skip=output/dev",
+            DEBIAN_SUITE,
+            str(tmp),
+            DEBIAN_MIRROR,
+        ],
         what="mmdebstrap",
         log=CACHE / "mmdebstrap.log",
     )
