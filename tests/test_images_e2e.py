@@ -148,3 +148,14 @@ def test_security_findings_need_every_setting():
     assert all(e2e.security_findings(seen).values())
     seen["pid1"] = {**proc, "CapBnd": "00000000a80425fb"}
     assert not e2e.security_findings(seen)["no capabilities"]
+
+
+def test_only_earlier_commits_images_are_removed_and_a_full_disk_is_named(tmp_path):
+    listing = "localhost/restore-r1:0.1.0\nlocalhost/restore-r1:0.1.0-old\nlocalhost/restore-r1-triton:0.1.0-old\nlocalhost/other:1\n<none>:<none>\n"
+    keep = images.image_tags(images.COMPONENT_REPOSITORY, "0.1.0", "new") + images.image_tags(images.SERVING_REPOSITORY, "0.1.0", "new")
+    assert images.stale_tags((images.COMPONENT_REPOSITORY, images.SERVING_REPOSITORY), keep, listing) == [
+        "localhost/restore-r1:0.1.0-old",
+        "localhost/restore-r1-triton:0.1.0-old",
+    ]
+    with pytest.raises(images.ImageError, match="GB free under"):
+        images.check_disk(need_gb=10**9, root=tmp_path)

@@ -67,6 +67,9 @@ SERVING_REPOSITORY = "localhost/restore-r1-triton"
 IMPORT_CHANGES = ("ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 'CMD ["/bin/bash"]')
 #: Host tools the builds need (Debian packages of the same names).
 HOST_TOOLS = ("podman", "runc", "mmdebstrap", "catatonit")
+#: Free disk podman's storage needs for a build of the serving image (its last stage copies a 7 GB
+#: venv, and the commit stages it once more): a build on 21 GB free failed with ENOSPC.
+BUILD_NEED_GB = 25
 #: Where a build sees the host's pip settings and the local paths they name (see :func:`pip_mounts`).
 HOST_IN_BUILD = "/dev/restore-r1-host"
 
@@ -328,6 +331,26 @@ def project_specs(version: str, commit: str) -> dict[str, ImageSpec]:
     }
 
 
+def graph_root() -> Path:
+    """podman's image storage."""
+    return Path(run(["podman", "info", "--format", "{{.Store.GraphRoot}}"], what="podman info", capture=True).strip())
+
+
+def check_disk(need_gb: float = BUILD_NEED_GB, root: Path | None = None) -> None:
+    """Raise :class:`ImageError` when ``root`` (podman's storage) has less than ``need_gb`` free."""
+    root = root or graph_root()
+    free = shutil.disk_usage(root if root.exists() else root.parent).free / 2**30
+    if free < need_gb:
+        raise ImageError(f"a build needs about {need_gb} GB free under {root}, {free:.0f} GB free (old images: podman images; podman rmi ...)")
+
+
+def stale_tags(repositories: Sequence[str], keep: Sequence[str], listing: str) -> list[str]:
+    """Tags of ``repositories`` in ``podman images --format {{.Repository}}:{{.Tag}}`` output that are
+    not in ``keep``: the images of earlier commits, which hold several GB each."""
+    refs = [line.strip() for line in listing.splitlines() if line.strip()]
+    return [ref for ref in refs if ref.rsplit(":", 1)[0] in repositories and ref not in keep and not ref.endswith(":<none>")]
+
+
 def build_all(only: Sequence[str] = ("component", "serving"), rebuild_bases: bool = False, reuse: bool = False) -> dict:
     """Build the bases and the project images; the report (also written to :data:`REPORT`). The
     Debian root file system is made and imported only when absent (or ``rebuild_bases``).
@@ -346,14 +369,22 @@ def build_all(only: Sequence[str] = ("component", "serving"), rebuild_bases: boo
         report["bases"].append({"name": "base-debian", "tags": [BASE_DEBIAN], "size_bytes": image_size(BASE_DEBIAN), "build_s": round(seconds, 1)})
     for spec in base_specs():  # always built: podman's layer cache makes an unchanged base a few seconds
         report["bases"].append(build(spec, mounts, pip_args))
-    for name, spec in project_specs(version, commit).items():
+    specs = project_specs(version, commit)
+    for name, spec in specs.items():
         if name not in only:
             continue
+        if not (reuse and image_exists(spec.tags[-1]) and not commit.endswith("-dirty")):
+            check_disk()
         if reuse and image_exists(spec.tags[-1]) and not commit.endswith("-dirty"):
             print(f"images: reusing {spec.tags[-1]}", flush=True)
             report["images"][name] = {"name": name, "tags": list(spec.tags), "size_bytes": image_size(spec.tags[-1]), "build_s": None, "reused": True}
             continue
         report["images"][name] = build(spec, mounts, pip_args)
+    keep = [tag for spec in specs.values() for tag in spec.tags]
+    listing = run(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}"], what="podman images", capture=True)
+    for ref in stale_tags((COMPONENT_REPOSITORY, SERVING_REPOSITORY), keep, listing):
+        print(f"images: removing {ref} (an earlier commit's)", flush=True)
+        run(["podman", "rmi", ref], what=f"podman rmi {ref}")
     previous = json.loads(REPORT.read_text()) if REPORT.exists() else {}
     merged = {**previous, **report, "images": {**previous.get("images", {}), **report["images"]}}
     if not report["bases"]:
