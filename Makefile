@@ -19,7 +19,7 @@ V1_TRAIN_ARGS ?= --judge calibrated --tools $(DEFAULT_TOOLS) --steps 100 --group
 CORPUS_TOOLS := clahe,gamma_correction,constant_shift,nlm_denoise,dncnn6_denoise,jpeg_dct_deblock,jpeg_guided_deblock,dcp_dehaze,cap_dehaze,wiener_motion_deblur,rl_motion_deblur,wiener_defocus_deblur,rain_opening,rain_median
 CORPUS_TRAIN_ARGS ?= --judge ranker --tools $(CORPUS_TOOLS) --steps 60 --group 8 --batch-images 4 --lr 2e-3 --entropy-coef 0.02 --tool-cost 0.05 --seed 0
 
-.PHONY: lint data judge default-policy policy-v1 policy-corpus venv demo test test-fast bench clean help promtool grafana-schema triton-venv serve serving-bench
+.PHONY: lint data judge default-policy policy-v1 policy-corpus venv demo test test-fast bench clean help promtool grafana-schema triton-venv serve serving-bench container-tools images e2e
 
 help:
 	@echo "make demo   - create the environment if missing, then run the demo"
@@ -105,6 +105,32 @@ serve: $(STAMP) $(TRITON_STAMP)
 
 serving-bench: $(STAMP) $(TRITON_STAMP)
 	$(BIN)/python bench/serving_bench.py --out bench/results
+
+# The two images, built for real with podman (restore_r1/deploy/images.py): docker/Dockerfile (the
+# Kubeflow component image) and docker/serving.Dockerfile (Triton), each from a base built here: a
+# Debian bookworm root file system (mmdebstrap, podman import) + Python 3.11, or + the tritonserver
+# of nvidia-pytriton (docker/base/). No image registry is used; Debian's archive and PyPI are, and
+# pip sees the host's own pip settings (local wheels first). podman reads docker/containers.conf.
+# Tags <version> and <version>-<commit>; sizes and times in .cache/images/build.json.
+# About 10 min on 2 cores the first time, 64 GB of free disk advised.
+# catatonit: the pause process of the pods `podman kube play` makes (make e2e).
+CONTAINER_TOOLS := podman runc mmdebstrap catatonit
+container-tools:
+	@missing=$$(for t in $(CONTAINER_TOOLS); do command -v $$t >/dev/null || echo $$t; done); \
+	test -z "$$missing" && exit 0; \
+	{ test "$$(id -u)" = 0 && command -v apt-get >/dev/null; } || { echo "make: the images need $$missing (Debian, as root: apt-get install $$missing)" >&2; exit 1; }; \
+	{ apt-get install -y -qq --no-install-recommends $$missing >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }; } \
+	  || { echo "make: apt-get install $$missing failed" >&2; exit 1; }
+
+images: $(STAMP) container-tools
+	$(BIN)/python -m restore_r1.deploy.images
+
+# The chart's Deployment run for real: this commit's images (built when absent), the chart rendered
+# with the CPU values + a local image, a host-folder repository and loopback ports, `podman kube
+# play`, the chart's own probes, served pixels = in-process pixels, the security context read back
+# in the container, everything stopped. Report: bench/results/e2e.md. Not part of `make test`.
+e2e: $(STAMP) container-tools
+	$(BIN)/python -m restore_r1.deploy.e2e
 
 demo: $(STAMP)
 	$(BIN)/restore-r1 demo --out demo_out

@@ -21,7 +21,9 @@
 #   wheel the tests run, in place of the 3.10 stub. Later NGC releases (25.01 on) move to Ubuntu 24.04 and Python 3.12 and
 #   have not been run with this project.
 # Not built from NGC here (the development machines reach no image registry): unverified against
-# nvcr.io itself.
+# nvcr.io itself. `make images` builds this file with podman from a local stand-in for the 24.10
+# image (docker/base/tritonserver.Dockerfile: Debian bookworm and the same wheel's tritonserver
+# 2.51; restore_r1/deploy/images.py).
 ARG TRITON_IMAGE=nvcr.io/nvidia/tritonserver:24.10-py3
 ARG PYTHON=python3.11
 ARG PYTRITON_VERSION=0.7.0
@@ -30,6 +32,9 @@ ARG PYTRITON_VERSION=0.7.0
 FROM ${TRITON_IMAGE} AS build
 ARG PYTHON
 ARG PYTRITON_VERSION
+# Set only by local builds (restore_r1.deploy.images): the host's pip settings, mounted for the
+# build under /dev (never in the image). A registry build leaves it unset: pip uses PyPI.
+ARG PIP_CONFIG_FILE
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ${PYTHON} ${PYTHON}-venv lib${PYTHON} \
@@ -75,6 +80,11 @@ RUN python -m compileall -q /opt/restore-r1/triton_models \
 FROM ${TRITON_IMAGE}
 ARG PYTHON
 ARG TRITON_IMAGE
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends lib${PYTHON} ${PYTHON} libgl1 libglib2.0-0 \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /opt/restore-r1 /opt/restore-r1
+# Declared after the heavy layers: a new commit rebuilds only what follows.
 ARG VERSION=0.0.0
 ARG GIT_COMMIT=unknown
 LABEL org.opencontainers.image.title="restore-r1-triton" \
@@ -83,10 +93,6 @@ LABEL org.opencontainers.image.title="restore-r1-triton" \
       org.opencontainers.image.revision="${GIT_COMMIT}" \
       org.opencontainers.image.base.name="${TRITON_IMAGE}" \
       org.opencontainers.image.licenses="Apache-2.0"
-RUN apt-get update \
- && apt-get install -y --no-install-recommends lib${PYTHON} ${PYTHON} libgl1 libglib2.0-0 \
- && rm -rf /var/lib/apt/lists/*
-COPY --from=build /opt/restore-r1 /opt/restore-r1
 # The 3.11 stub replaces the image's 3.10 one (same Triton release, 2.51).
 RUN cp /opt/restore-r1/python_backend/triton_python_backend_stub /opt/tritonserver/backends/python/ \
  && rm -rf /opt/restore-r1/python_backend \

@@ -147,7 +147,13 @@ def test_security_context(rendered, which):
     assert sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]}
     mounts = {m["mountPath"] for m in triton["volumeMounts"]}
-    assert {"/tmp", "/dev/shm"} <= mounts  # the writable places a read-only root needs
+    assert {"/tmp", "/dev/shm", "/opt/tritonserver/backends"} <= mounts  # the writable places a read-only root needs
+    # The python backend chmods its stub: a copy made by the pod's user, in a writable emptyDir.
+    (init,) = pod["initContainers"]
+    assert init["image"] == triton["image"] and init["securityContext"] == sc
+    assert init["command"] == ["cp", "-R", "/opt/tritonserver/backends/python", "/writable-backends/"]
+    assert [m["name"] for m in init["volumeMounts"]] == ["backends"]
+    assert "emptyDir" in {v["name"]: v for v in pod["volumes"]}["backends"]
     assert pod["automountServiceAccountToken"] is False
 
 

@@ -1,4 +1,4 @@
-"""docker/serving.Dockerfile kept in step with the project (no image is built here: no engine)."""
+"""docker/serving.Dockerfile kept in step with the project (`make images` builds it with podman; `make e2e` runs it)."""
 
 from __future__ import annotations
 
