@@ -56,6 +56,9 @@ class GRPOConfig:
     forbid_cycle: bool = False  #: also mask the tool of two steps before (no A → B → A loops).
     normalize_features: bool = True  #: standardise encoder features with statistics of the data.
     norm_images: int = 16  #: images (and each tool applied once to them) used for those statistics.
+    cold_start: bool = False  #: first fit the policy to the judge's greedy search (restore_r1.agent.distill).
+    cold_start_temperature: float = 0.1  #: τ of that fit's soft targets, in judge units.
+    cold_start_epochs: int = 400  #: full-batch Adam steps of that fit.
 
     def __post_init__(self) -> None:
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
@@ -69,6 +72,10 @@ class GRPOConfig:
             raise ValueError(f"GRPOConfig.updates ({self.updates}) and checkpoint_every ({self.checkpoint_every}) must be >= 0")
         if not 0.0 < self.clip_eps < 1.0:
             raise ValueError(f"GRPOConfig.clip_eps must be in (0, 1), got {self.clip_eps}")
+        if self.cold_start_temperature <= 0 or self.cold_start_epochs < 1:
+            raise ValueError(
+                f"GRPOConfig.cold_start_temperature ({self.cold_start_temperature}) must be > 0 and cold_start_epochs ({self.cold_start_epochs}) >= 1"
+            )
         for name in ("kl_beta", "entropy_coef", "tool_cost", "adv_eps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"GRPOConfig.{name} must be >= 0, got {getattr(self, name)}")

@@ -59,6 +59,8 @@ LOG_FILE = "train_log.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest"
 POLICY_DIR = "policy"
+COLD_START_FILE = "cold_start.npz"
+COLD_START_REPORT = "cold_start.json"
 #: Version of the trainer checkpoint layout.
 TRAINER_FORMAT_VERSION = 1
 #: Offsets added to ``config.seed`` for each independent random stream.
@@ -301,6 +303,7 @@ def train(
     callback: Callable[[int, dict], None] | None = None,
     collective: Collective | None = None,
     monitor: TrainingMonitor | None = None,
+    cold_start_workers: int = 1,
 ) -> TrainResult:
     """Trains a tool-selection policy with GRPO against ``judge``.
 
@@ -321,6 +324,8 @@ def train(
             see. None: one process.
         monitor: live metrics (:class:`restore_r1.agent.train_metrics.PrometheusExporter`),
             fed by rank 0 after each update and closed at the end.
+        cold_start_workers: processes the cold start's greedy search runs in (``config.cold_start``;
+            the result does not depend on it).
 
     Returns:
         a :class:`TrainResult`.
@@ -366,7 +371,7 @@ def train(
                 shutil.rmtree(ckpt_root)
             log_path.unlink(missing_ok=True)
         mean = std = None
-        if config.normalize_features:
+        if config.normalize_features and not config.cold_start:  # a cold start takes those of its states
             sample_idx = np.random.default_rng(config.seed + SEED_OFFSET_INIT).permutation(len(images))[: config.norm_images]
             mean, std = _decided_by_main(comm, lambda: feature_statistics(encoder, [images[i] for i in sorted(sample_idx)], tools, caches))
         policy_config = PolicyConfig(
@@ -382,7 +387,14 @@ def train(
             feature_std=std,
             extra={"judge": getattr(judge, "name", type(judge).__name__), "grpo": config.to_dict()},
         )
-        policy = Policy(policy_config, generator=torch.Generator().manual_seed(config.seed + SEED_OFFSET_INIT))
+        if config.cold_start:
+            state = _decided_by_main(
+                comm, lambda: _cold_start(out_dir, images, tools, judge, encoder, config, policy_config, data_digest, cold_start_workers, progress)
+            )
+            policy = Policy(PolicyConfig.from_dict(state["config"]))
+            policy.load_state_dict(state["weights"])
+        else:
+            policy = Policy(policy_config, generator=torch.Generator().manual_seed(config.seed + SEED_OFFSET_INIT))
         ref_policy = copy.deepcopy(policy)
         optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
         start = 0
@@ -477,6 +489,53 @@ def train(
         resumed_from=start if latest is not None else None,
         records=records,
     )
+
+
+# ------------------------------------------------------------------------------ cold start
+def _cold_start(
+    out_dir: Path,
+    images: Sequence[np.ndarray],
+    tools: Mapping[str, Callable[[np.ndarray], np.ndarray]],
+    judge,
+    encoder,
+    config: GRPOConfig,
+    policy_config: PolicyConfig,
+    data_digest: str,
+    workers: int,
+    progress: bool,
+) -> dict:
+    """The initial policy fitted to the judge's greedy search on ``images`` (restore_r1.agent.distill).
+
+    The search is saved in ``out_dir/cold_start.npz`` (keyed by what it was made from), so a run
+    killed before its first checkpoint does not search again; the fit's statistics go to
+    ``out_dir/cold_start.json``. Returns ``{"config": policy config dict, "weights": state_dict}``.
+    """
+    from restore_r1.agent import distill
+
+    kw = {"tool_cost": config.tool_cost, "max_steps": config.max_steps, "forbid_repeat": config.forbid_repeat, "forbid_cycle": config.forbid_cycle}
+    key = {**kw, "data": data_digest, "tools": list(tools), "judge": getattr(judge, "name", type(judge).__name__), "encoder": encoder.name}
+    cache = out_dir / COLD_START_FILE
+    t0 = time.perf_counter()
+    per_image = distill.load_demonstrations(cache, key)
+    reused = per_image is not None
+    if per_image is None:
+        per_image = distill.demonstrate_many(images, tools, judge, encoder, workers=workers, progress=progress, **kw)
+        distill.save_demonstrations(cache, per_image, key)
+    search_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fit = distill.DistillConfig(temperature=config.cold_start_temperature, epochs=config.cold_start_epochs, seed=config.seed + SEED_OFFSET_INIT)
+    policy, stats = distill.fit_policy([d for demos in per_image for d in demos], policy_config, fit)
+    report = {
+        **stats,
+        "images": len(per_image),
+        "mean_greedy_steps": float(np.mean([len(demos) - 1 for demos in per_image])),
+        "search_seconds": search_s,
+        "search_reused": reused,
+        "fit_seconds": time.perf_counter() - t0,
+        "fit": fit.to_dict(),
+    }
+    atomic_write_bytes(out_dir / COLD_START_REPORT, (json.dumps(report, indent=2) + "\n").encode())
+    return {"config": policy.config.to_dict(), "weights": policy.state_dict()}
 
 
 # ------------------------------------------------------------------------------ checkpoints

@@ -70,6 +70,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write the policy with A -> B -> A loops masked at inference, whether or not training masked them (the default policy's recipe)",
     )
+    parser.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="before GRPO, fit the policy to the judge's greedy search on the training images (label-free; restore_r1.agent.distill)",
+    )
+    parser.add_argument(
+        "--cold-start-temperature",
+        type=positive_float,
+        default=d.cold_start_temperature,
+        metavar="TAU",
+        help=f"temperature of the cold start's soft targets, in judge units (default {d.cold_start_temperature})",
+    )
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="processes for the cold start's greedy search (default 1; the result does not depend on it)",
+    )
     parser.add_argument("--entropy-coef", type=float, default=d.entropy_coef, help=f"entropy bonus (default {d.entropy_coef})")
     parser.add_argument("--tool-cost", type=float, default=d.tool_cost, help=f"reward cost per tool call (default {d.tool_cost})")
     parser.add_argument("--seed", type=non_negative_int, default=d.seed, metavar="S", help=f"seed (default {d.seed})")
@@ -148,6 +167,8 @@ def config_from_args(args: argparse.Namespace):
         entropy_coef=args.entropy_coef,
         tool_cost=args.tool_cost,
         forbid_cycle=args.forbid_cycle,
+        cold_start=args.cold_start,
+        cold_start_temperature=args.cold_start_temperature,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
     )
@@ -241,6 +262,7 @@ def _train_mlp(args: argparse.Namespace):
             resume=not args.no_resume,
             collective=collective,
             monitor=monitor,
+            cold_start_workers=args.workers,
         )
     finally:
         if collective is not None:
