@@ -19,7 +19,7 @@ V1_TRAIN_ARGS ?= --judge calibrated --tools $(DEFAULT_TOOLS) --steps 100 --group
 CORPUS_TOOLS := clahe,gamma_correction,constant_shift,nlm_denoise,dncnn6_denoise,jpeg_dct_deblock,jpeg_guided_deblock,dcp_dehaze,cap_dehaze,wiener_motion_deblur,rl_motion_deblur,wiener_defocus_deblur,rain_opening,rain_median
 CORPUS_TRAIN_ARGS ?= --judge ranker --tools $(CORPUS_TOOLS) --steps 60 --group 8 --batch-images 4 --lr 2e-3 --entropy-coef 0.02 --tool-cost 0.05 --seed 0
 
-.PHONY: lint data judge default-policy policy-v1 policy-corpus venv demo test test-fast bench clean help promtool grafana-schema triton-venv serve serving-bench container-tools images e2e
+.PHONY: lint data judge default-policy policy-v1 policy-corpus venv demo test test-fast bench clean help promtool grafana-schema triton-venv serve serving-bench container-tools images e2e pipeline-docker
 
 help:
 	@echo "make demo   - create the environment if missing, then run the demo"
@@ -131,6 +131,13 @@ images: $(STAMP) container-tools
 # in the container, everything stopped. Report: bench/results/e2e.md. Not part of `make test`.
 e2e: $(STAMP) container-tools
 	$(BIN)/python -m restore_r1.deploy.e2e
+
+# The compiled pipeline YAML (the file uploaded to the KFP UI) run by kfp.local.DockerRunner
+# through podman's Docker API socket: every task a container of this commit's component image
+# (`make images` first), no network, small settings as `make pipeline`. Report:
+# bench/results/pipeline_docker.md. Not part of `make test`.
+pipeline-docker: $(STAMP) container-tools
+	$(BIN)/python -m restore_r1.deploy.pipeline_docker
 
 demo: $(STAMP)
 	$(BIN)/restore-r1 demo --out demo_out
