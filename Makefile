@@ -19,7 +19,7 @@ V1_TRAIN_ARGS ?= --judge calibrated --tools $(DEFAULT_TOOLS) --steps 100 --group
 CORPUS_TOOLS := clahe,gamma_correction,constant_shift,nlm_denoise,dncnn6_denoise,jpeg_dct_deblock,jpeg_guided_deblock,dcp_dehaze,cap_dehaze,wiener_motion_deblur,rl_motion_deblur,wiener_defocus_deblur,rain_opening,rain_median
 CORPUS_TRAIN_ARGS ?= --judge ranker --tools $(CORPUS_TOOLS) --steps 60 --group 8 --batch-images 4 --lr 2e-3 --entropy-coef 0.02 --tool-cost 0.05 --seed 0
 
-.PHONY: lint data judge default-policy policy-v1 policy-corpus venv demo test test-fast bench clean help promtool grafana-schema triton-venv serve serving-bench container-tools images e2e pipeline-docker
+.PHONY: lint data judge default-policy policy-v1 policy-corpus venv demo test test-fast bench clean help promtool grafana-schema triton-venv serve serving-bench container-tools images e2e pipeline-docker dashboard-render
 
 help:
 	@echo "make demo   - create the environment if missing, then run the demo"
@@ -106,6 +106,11 @@ serve: $(STAMP) $(TRITON_STAMP)
 serving-bench: $(STAMP) $(TRITON_STAMP)
 	$(BIN)/python bench/serving_bench.py --out bench/results
 
+# The serving dashboard's panels drawn (matplotlib) from a real Prometheus scraping a real CPU
+# Triton under four phases of traffic, one with a failing tool: docs/images/dashboard.png. ~4 min.
+dashboard-render: $(STAMP) $(TRITON_STAMP) $(PROMTOOL)
+	PYTHONPATH=$(CURDIR) $(BIN)/python bench/dashboard_render.py --out bench/results
+
 # The two images, built for real with podman (restore_r1/deploy/images.py): docker/Dockerfile (the
 # Kubeflow component image) and docker/serving.Dockerfile (Triton), each from a base built here: a
 # Debian bookworm root file system (mmdebstrap, podman import) + Python 3.11, or + the tritonserver
@@ -128,9 +133,11 @@ images: $(STAMP) container-tools
 # The chart's Deployment run for real: this commit's images (built when absent), the chart rendered
 # with the CPU values + a local image, a host-folder repository and loopback ports, `podman kube
 # play`, the chart's own probes, served pixels = in-process pixels, the security context read back
-# in the container, everything stopped. Report: bench/results/e2e.md. Not part of `make test`.
+# in the container, everything stopped. Report: bench/results/e2e.md. Then `make pipeline-docker`
+# (below) on the same component image. Not part of `make test`.
 e2e: $(STAMP) container-tools
 	$(BIN)/python -m restore_r1.deploy.e2e
+	$(BIN)/python -m restore_r1.deploy.pipeline_docker
 
 # The compiled pipeline YAML (the file uploaded to the KFP UI) run by kfp.local.DockerRunner
 # through podman's Docker API socket: every task a container of this commit's component image

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +174,10 @@ def test_rules_load_scrape_alert_and_every_dashboard_expression_has_data(stack):
     assert not missing, "\n".join(missing)
     partial = next(q for q in queries if q.panel == "Partial answers" and q.legend == m.OUTCOME_PARTIAL)
     assert 0 < prometheus.finite_values(prom.query(partial.expr))[0] < 1
+    # The same expression as a panel's range query (bench/dashboard_render.py draws these).
+    now = time.time()
+    series = prom.query_range(partial.expr, now - 30, now, 1)
+    assert series and len(series[0]["values"]) >= 2 and 0 < float(series[0]["values"][-1][1]) < 1
 
 
 def test_a_query_prometheus_refuses_is_an_error(stack):

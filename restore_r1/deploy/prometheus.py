@@ -200,6 +200,11 @@ class PrometheusServer:
             return [{"metric": {}, "value": data["result"]}]
         return data["result"]
 
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
+        """A range query (what a Grafana time-series panel sends): ``[{"metric": {...}, "values": [[t, "v"], ...]}]``."""
+        data = self.api("/api/v1/query_range", {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"})
+        return data["result"]
+
     def label_values(self, label: str, match: str) -> list[str]:
         """Values of ``label`` on the series ``match`` selects (Grafana's ``label_values``)."""
         return self.api(f"/api/v1/label/{label}/values", {"match[]": [match]})
