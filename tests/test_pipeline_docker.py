@@ -101,3 +101,11 @@ def test_no_podman_is_a_one_line_error(monkeypatch, capsys):
     assert pd.main(["--out", "unused"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("pipeline-docker: podman is not installed") and "\n" not in err
+
+
+def test_reports_outside_the_image_leave_the_commit_image_current():
+    assert pd.changed_in_image(" M bench/results/e2e.md\n M docs/deployment.md\n") == []
+    assert pd.changed_in_image(" M bench/results/e2e.md\n M restore_r1/synth.py\nR  a.py -> triton_models/x.py\n") == [
+        "restore_r1/synth.py",
+        "triton_models/x.py",
+    ]
