@@ -30,7 +30,7 @@ KINDS = {
     "encoder": (ENCODERS, encoder_availability),
 }
 #: Modules of a kind's package that build on its catalogue rather than implement entries.
-ABOVE_THE_CATALOGUE = {"degradations": {"cases.py"}}
+ABOVE_THE_CATALOGUE = {"degradations": {"cases.py"}, "tools": {"onnx_export.py"}}
 ENTRIES = [(kind, name) for kind, (catalogue, _) in KINDS.items() for name in catalogue.names()]
 
 
@@ -78,7 +78,7 @@ def test_no_stale_degradation_in_the_baseline_or_the_stats():
     assert len(STATS_FEATURES) == len(set(STATS_FEATURES))
 
 
-@pytest.mark.parametrize("kind", ["degradations", "encoders", "metrics", "judges"])
+@pytest.mark.parametrize("kind", ["degradations", "tools", "encoders", "metrics", "judges"])
 def test_implementation_modules_do_not_import_their_catalogue(kind):
     """Inside a kind's package, data flows one way: the catalogue imports the implementations,
     never the reverse (and nothing imports the package's own ``__init__``)."""
@@ -90,5 +90,8 @@ def test_implementation_modules_do_not_import_their_catalogue(kind):
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module in (f"restore_r1.{kind}", f"restore_r1.{kind}.catalogue"):
-                back.append(f"{path.name}:{node.lineno} imports {node.module}")
+                # ``from restore_r1.tools import neural`` names a sibling module, not the catalogue
+                names = [a.name for a in node.names if node.module.endswith("catalogue") or not (folder / f"{a.name}.py").is_file()]
+                if names:
+                    back.append(f"{path.name}:{node.lineno} imports {names} from {node.module}")
     assert not back, back
