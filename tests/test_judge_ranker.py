@@ -114,6 +114,22 @@ def test_build_group_is_deterministic_and_holds_every_kind(tmp_path, textured_sc
     assert single.degradations == ["jpeg"] and "tool2" not in single.kind
 
 
+def test_exposure_jitter_re_exposes_the_clean_training_crop_only_when_asked(tmp_path, textured_scene):
+    from restore_r1.images import write_image
+
+    ramp = np.arange(256, dtype=np.uint8)[None, :, None].repeat(3, axis=2)
+    np.testing.assert_array_equal(F.re_expose(ramp, 1.0), ramp)
+    darker = F.re_expose(ramp, 1.5)
+    assert darker[0, 0, 0] == 0 and darker[0, -1, 0] == 255, "no clipping: black and white stay"
+    assert np.all(np.diff(darker[0, :, 0].astype(int)) >= 0) and darker.mean() < ramp.mean()
+    assert F.FitConfig().exposure_jitter == 0.0, "make judge is unchanged"
+    photo = write_image(tmp_path / "scene.png", np.ascontiguousarray(np.tile(textured_scene, (2, 2, 1))[:96, :96]))
+    plain = F._group_start(str(photo), 3, F.FitConfig(size=48), "mixed")[3][0][0]
+    jittered = F._group_start(str(photo), 3, F.FitConfig(size=48, exposure_jitter=0.5), "mixed")[3][0][0]
+    assert plain.shape == jittered.shape and not np.array_equal(plain, jittered)
+    np.testing.assert_array_equal(F._group_start(str(photo), 3, F.FitConfig(size=48, exposure_jitter=0.0), "mixed")[3][0][0], plain)
+
+
 def test_group_cache_reuses_only_the_same_data_settings(tmp_path):
     calls = []
 

@@ -31,7 +31,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,10 @@ class FitConfig:
     relative_epochs: int = 300  #: full-batch steps of the relative judge's fit (every pair each step)
     relative_dropout: float = 0.2  #: its dropout after the first hidden layer
     relative_reg_weight: float = 1.0  #: weight of its smooth-L1 dB regression beside the ranking loss
+    #: Training groups only: the clean crop is first re-exposed by a random gamma, log-uniform in
+    #: [e^-j, e^j], so that a training scene's own brightness no longer tells how bright its
+    #: clean crop is (0: off, as ``make judge``; bench/judge_exposure.py measures it).
+    exposure_jitter: float = 0.0
     search_groups: int = 5  #: mixed groups per training photo searched greedily by the first-round relative judge (0: one round)
     search_steps: int = 4  #: steps of that search
     workers: int = 2  #: processes building data
@@ -203,6 +207,13 @@ def crop_at_scale(full: np.ndarray, size: int, rng: np.random.Generator) -> np.n
     return np.ascontiguousarray(img[top : top + size, left : left + size])
 
 
+def re_expose(img: np.ndarray, gamma: float) -> np.ndarray:
+    """``255·(x/255)^gamma`` per channel, rounded: a clean crop made darker (gamma > 1) or
+    brighter (< 1) without clipping."""
+    table = np.clip(np.rint(255.0 * (np.arange(256) / 255.0) ** gamma), 0, 255).astype(np.uint8)
+    return table[img]
+
+
 def _chain(rng: np.random.Generator, cfg: FitConfig, mode: str, index: int) -> list[str]:
     from restore_r1.degradations import CASES
 
@@ -230,6 +241,8 @@ def _group_start(path: str, index: int, cfg: FitConfig, mode: str) -> tuple[str,
     scene = Path(path).stem
     rng = np.random.default_rng([cfg.seed, zlib.crc32(scene.encode()), index, MODES.index(mode)])
     clean = crop_at_scale(read_image(path), cfg.size, rng)
+    if cfg.exposure_jitter > 0:
+        clean = re_expose(clean, float(np.exp(rng.uniform(-cfg.exposure_jitter, cfg.exposure_jitter))))
     degs = _chain(rng, cfg, mode, index)
     depth = depth_prior(clean) if "haze" in degs else None
     images: list[tuple[np.ndarray, str, str]] = [(clean, "clean", "")]
@@ -678,11 +691,17 @@ def fit_default(
         **({"deep_bank": list(DEEP_BANK)} if cfg.deep else {}),
         "pixel_versions": pixel_versions(),
     }
-    groups = _cached_groups(cache_dir, "train", {**key, "photos": train}, lambda: build_groups(train, cfg, "mixed", progress=progress))
+    # Validation groups are natural photos as they are: the jitter is for training only.
+    val_cfg = replace(cfg, exposure_jitter=0.0)
+    train_key = {**key, **({"exposure_jitter": cfg.exposure_jitter} if cfg.exposure_jitter else {})}
+    groups = _cached_groups(cache_dir, "train", {**train_key, "photos": train}, lambda: build_groups(train, cfg, "mixed", progress=progress))
     val_mixed = _cached_groups(
-        cache_dir, "val_mixed", {**key, "photos": val}, lambda: build_groups(val, cfg, "mixed", per_photo=max(1, cfg.crops_per_scene // 3), progress=progress)
+        cache_dir,
+        "val_mixed",
+        {**key, "photos": val},
+        lambda: build_groups(val, val_cfg, "mixed", per_photo=max(1, cfg.crops_per_scene // 3), progress=progress),
     )
-    val_single = _cached_groups(cache_dir, "val_single", {**key, "photos": val}, lambda: build_groups(val, cfg, "single", per_photo=1, progress=progress))
+    val_single = _cached_groups(cache_dir, "val_single", {**key, "photos": val}, lambda: build_groups(val, val_cfg, "single", per_photo=1, progress=progress))
     t_fit = time.time()
     info = {
         "train_scenes": sorted(Path(p).stem for p in train),
@@ -711,7 +730,7 @@ def fit_default(
         import hashlib
 
         round1 = hashlib.sha256(b"".join(a.tobytes() for w, b in relative.layers for a in (w, b))).hexdigest()
-        search_key = {**key, "photos": train, "round1": round1, "search": [cfg.search_groups, cfg.search_steps]}
+        search_key = {**train_key, "photos": train, "round1": round1, "search": [cfg.search_groups, cfg.search_steps]}
         states = _cached_groups(cache_dir, "train_search", search_key, lambda: build_search_states(train, cfg, relative, progress=progress))
         per_photo = min(cfg.search_groups, cfg.crops_per_scene)
         extra = {p * cfg.crops_per_scene + k: states[p * per_photo + k] for p in range(len(train)) for k in range(per_photo)}
