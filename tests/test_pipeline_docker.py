@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from restore_r1.deploy import images
 from restore_r1.deploy import pipeline_docker as pd
 
 
@@ -72,8 +73,6 @@ def test_run_container_refuses_an_image_that_is_not_built():
 
 
 def test_the_compiled_yaml_names_the_image_that_is_tagged():
-    from restore_r1.deploy import images
-
     assert f"{pd.YAML_IMAGE}:{images.project_version()}" in pd.PIPELINE_YAML.read_text()
 
 
@@ -104,8 +103,9 @@ def test_no_podman_is_a_one_line_error(monkeypatch, capsys):
 
 
 def test_reports_outside_the_image_leave_the_commit_image_current():
-    assert pd.changed_in_image(" M bench/results/e2e.md\n M docs/deployment.md\n") == []
-    assert pd.changed_in_image(" M bench/results/e2e.md\n M restore_r1/synth.py\nR  a.py -> triton_models/x.py\n") == [
+    assert images.changed_paths(" M bench/results/e2e.md\n M docs/deployment.md\n", pd.NOT_IN_IMAGE) == []
+    assert images.changed_paths(" M bench/results/e2e.md\n") == ["bench/results/e2e.md"], "without ignore every change counts"
+    assert images.changed_paths(" M bench/results/e2e.md\n M restore_r1/synth.py\nR  a.py -> triton_models/x.py\n", pd.NOT_IN_IMAGE) == [
         "restore_r1/synth.py",
         "triton_models/x.py",
     ]

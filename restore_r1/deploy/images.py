@@ -126,11 +126,19 @@ def project_version(root: Path = REPO_ROOT) -> str:
     return tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
 
 
-def git_commit(root: Path = REPO_ROOT) -> str:
-    """The short (12) commit of ``root``, ``-dirty`` appended when tracked files differ from it."""
+def changed_paths(porcelain: str, ignore: Sequence[str] = ()) -> list[str]:
+    """The tracked paths of ``git status --porcelain`` output (a rename's new name), less those
+    starting with one of ``ignore``."""
+    paths = [line[3:].split(" -> ")[-1] for line in porcelain.splitlines() if line.strip()]
+    return [p for p in paths if not p.startswith(tuple(ignore))]
+
+
+def git_commit(root: Path = REPO_ROOT, ignore: Sequence[str] = ()) -> str:
+    """The short (12) commit of ``root``, ``-dirty`` appended when tracked files differ from it
+    (changes under the folders ``ignore`` names, e.g. ``("bench/",)``, do not count)."""
     commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-    return commit + ("-dirty" if dirty else "")
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True).stdout
+    return commit + ("-dirty" if changed_paths(status, ignore) else "")
 
 
 def image_tags(repository: str, version: str, commit: str) -> tuple[str, str]:

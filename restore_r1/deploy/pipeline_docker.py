@@ -109,20 +109,10 @@ class PodmanSocket:
 NOT_IN_IMAGE = ("bench/", "docs/")
 
 
-def changed_in_image(porcelain: str) -> list[str]:
-    """The tracked paths of ``git status --porcelain`` output that the component image copies."""
-    paths = [line[3:].split(" -> ")[-1] for line in porcelain.splitlines() if line.strip()]
-    return [p for p in paths if not p.startswith(NOT_IN_IMAGE)]
-
-
 def component_image() -> str:
     """This commit's component image (``make images``), or a one-line error. Uncommitted changes
     under :data:`NOT_IN_IMAGE` do not count as a different image."""
-    commit = images.git_commit()
-    if commit.endswith("-dirty"):
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
-        if not changed_in_image(status):
-            commit = commit.removesuffix("-dirty")
+    commit = images.git_commit(ignore=NOT_IN_IMAGE)
     ref = images.image_tags(images.COMPONENT_REPOSITORY, images.project_version(), commit)[1]
     if not images.image_exists(ref):
         raise PipelineDockerError(f"{ref} is not built: run `make images` first (or pass --image)")
