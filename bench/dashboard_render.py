@@ -124,14 +124,16 @@ def draw(board: dict, panels: list[dict], phases: list[dict], spans: list[dict],
                 vs = [float(v) * scale for _, v in ser["values"]]
                 lines.append((max(map(abs, vs), default=0.0), ts, vs, legend(target["legend"], ser["metric"])[:30]))
         lines.sort(key=lambda line: -line[0])
-        for k, (peak, ts, vs, name) in enumerate(lines):
-            if k < LEGEND_SERIES and peak > 0:
+        coloured, grey = 0, []  # grey: peaks of the series drawn without a legend entry
+        for peak, ts, vs, name in lines:
+            if coloured < LEGEND_SERIES and peak > 0:
                 ax.plot(ts, vs, lw=1.2, label=name)
+                coloured += 1
             else:
                 ax.plot(ts, vs, lw=0.6, color="grey", alpha=0.5)
-        rest = len(lines) - min(len(lines), LEGEND_SERIES, sum(1 for line in lines if line[0] > 0))
-        if rest:
-            ax.plot([], [], lw=0.6, color="grey", label=f"{rest} more series (grey){' at 0' if all(line[0] == 0 for line in lines[LEGEND_SERIES:]) else ''}")
+                grey.append(peak)
+        if grey:
+            ax.plot([], [], lw=0.6, color="grey", label=f"{len(grey)} more series (grey){'' if any(grey) else ' at 0'}")
         for ph in phases:
             if ph["failing"]:
                 ax.axvspan(ph["start"] - t0, ph["end"] - t0, color="tab:red", alpha=0.08, lw=0)

@@ -46,6 +46,27 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 }
 
 
+def table_head(first: str) -> list[str]:
+    """The header of a relative-judge variant table (first column ``first``)."""
+    return [
+        f"| {first} | pairwise acc. (mixed / single) | 1-step recovery (mixed) | 2-step recovery (mixed / single) | mean ρ | min ρ | "
+        + " | ".join(f"ρ {t}" for t in DEGRADATION_TYPES)
+        + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(DEGRADATION_TYPES),
+    ]
+
+
+def table_cells(m: dict, s: dict) -> str:
+    """One variant's cells after the first: ``m`` and ``s`` are its ``evaluate_relative`` reports
+    on the mixed and the single-degradation validation groups."""
+    rho = [s["rho_psnr"].get(t, float("nan")) for t in DEGRADATION_TYPES]
+    return (
+        f"{m['pairwise_accuracy']:.3f} / {s['pairwise_accuracy']:.3f} | {m['one_step_recovery']:.2f} | "
+        f"{m['two_step_recovery']:.2f} / {s['two_step_recovery']:.2f} | {np.nanmean(rho):+.3f} | {np.nanmin(rho):+.2f} | "
+        + " | ".join(f"{v:+.2f}" for v in rho)
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench/results")
@@ -86,20 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         f"Data: the {len(train)} training groups of `make judge` (corpus training scenes); every number below is on the VALIDATION scenes.  ",
         "Same second-round search states for every variant; `FitConfig.context` names the input's judge features the MLP also sees.",
         "",
-        "| context | pairwise acc. (mixed / single) | 1-step recovery (mixed) | 2-step recovery (mixed / single) | mean ρ | min ρ | "
-        + " | ".join(f"ρ {t}" for t in DEGRADATION_TYPES)
-        + " |",
-        "|---|---|---|---|---|---|" + "---|" * len(DEGRADATION_TYPES),
+        *table_head("context"),
     ]
     for r in rows:
-        m, s = r["val_mixed"], r["val_single"]
-        rho = [s["rho_psnr"].get(t, float("nan")) for t in DEGRADATION_TYPES]
-        lines.append(
-            f"| {r['variant']} | {m['pairwise_accuracy']:.3f} / {s['pairwise_accuracy']:.3f} | {m['one_step_recovery']:.2f} | "
-            f"{m['two_step_recovery']:.2f} / {s['two_step_recovery']:.2f} | {np.nanmean(rho):+.3f} | {np.nanmin(rho):+.2f} | "
-            + " | ".join(f"{v:+.2f}" for v in rho)
-            + " |"
-        )
+        lines.append(f"| {r['variant']} | {table_cells(r['val_mixed'], r['val_single'])} |")
     best = max(rows, key=lambda r: np.nanmean(list(r["val_single"]["rho_psnr"].values())))
     lines += [
         "",

@@ -25,15 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-from judge_context import TONE  # noqa: E402
+from judge_context import TONE, table_cells, table_head  # noqa: E402
 
-from restore_r1 import DEGRADATION_TYPES  # noqa: E402
 from restore_r1.corpus import corpus_split_dir  # noqa: E402
 from restore_r1.images import atomic_write_bytes  # noqa: E402
 from restore_r1.judges import fit  # noqa: E402
@@ -42,12 +39,26 @@ JITTER = 0.5
 VARIANTS: dict[str, tuple[str, ...]] = {"none": (), "brightness (5)": TONE[:5], "brightness + haze + colour (10)": TONE}
 
 
-def _row_cells(m: dict, s: dict) -> str:
-    rho = [s["rho_psnr"].get(t, float("nan")) for t in DEGRADATION_TYPES]
-    return (
-        f"{m['pairwise_accuracy']:.3f} / {s['pairwise_accuracy']:.3f} | {m['one_step_recovery']:.2f} | "
-        f"{m['two_step_recovery']:.2f} / {s['two_step_recovery']:.2f} | {np.nanmean(rho):+.3f} | " + " | ".join(f"{v:+.2f}" for v in rho)
-    )
+def markdown(report: dict) -> str:
+    """The Markdown table: judge_context.json's rows without jitter, then this bench's."""
+    baseline = [
+        r for r in json.loads((ROOT / "bench" / "results" / "judge_context.json").read_text())["variants"] if r["variant"] in ("none (shipped)", *VARIANTS)
+    ]
+    j = report["jitter"]
+    lines = [
+        "# Relative judge: training crops re-exposed (`FitConfig.exposure_jitter`)",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Date: {report['date']}; {report['minutes']:.0f} min on 2 shared cores  ",
+        f"Each clean TRAINING crop re-exposed by gamma = e^u, u ~ U(−{j:g}, {j:g}) before its degradations ({report['train_groups']} groups, "
+        "both fit rounds); VALIDATION groups are the natural photos as `make judge` builds them. Rows without jitter: judge_context.json "
+        "(same validation groups).",
+        "",
+        *table_head("variant"),
+    ]
+    lines += [f"| no jitter, context {r['variant']} | {table_cells(r['val_mixed'], r['val_single'])} |" for r in baseline]
+    lines += [f"| **{r['variant']}** | {table_cells(r['val_mixed'], r['val_single'])} |" for r in report["variants"]]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         model = fit.fit_relative(train, fit.FitConfig(context=context, exposure_jitter=args.jitter), {}, extra=extra)
         rep = {split: fit.evaluate_relative(model, loaded[split]) for split in ("val_mixed", "val_single")}
         rows.append({"variant": f"jitter {args.jitter:g}, context {name}", "context": list(context), **rep})
-        print(rows[-1]["variant"], _row_cells(rep["val_mixed"], rep["val_single"]), flush=True)
-    baseline_path = ROOT / "bench" / "results" / "judge_context.json"
-    baseline = [r for r in json.loads(baseline_path.read_text())["variants"] if r["variant"] in ("none (shipped)", *VARIANTS)]
+        print(rows[-1]["variant"], table_cells(rep["val_mixed"], rep["val_single"]), flush=True)
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "python bench/judge_exposure.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -81,27 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         "minutes": (time.time() - start) / 60,
         "variants": rows,
     }
-    atomic_write_bytes(Path(args.out) / "judge_exposure.json", (json.dumps(report, indent=1, default=float) + "\n").encode())
-    lines = [
-        "# Relative judge: training crops re-exposed (`FitConfig.exposure_jitter`)",
-        "",
-        f"Command: `{report['command']}`  ",
-        f"Date: {report['date']}; {report['minutes']:.0f} min on 2 shared cores  ",
-        f"Each clean TRAINING crop re-exposed by gamma = e^u, u ~ U(−{args.jitter:g}, {args.jitter:g}) before its degradations ({len(train)} groups, "
-        "both fit rounds); VALIDATION groups are the natural photos as `make judge` builds them. Rows without jitter: judge_context.json "
-        "(same validation groups).",
-        "",
-        "| variant | pairwise acc. (mixed / single) | 1-step recovery (mixed) | 2-step recovery (mixed / single) | mean ρ | "
-        + " | ".join(f"ρ {t}" for t in DEGRADATION_TYPES)
-        + " |",
-        "|---|---|---|---|---|" + "---|" * len(DEGRADATION_TYPES),
-    ]
-    for r in baseline:
-        lines.append(f"| no jitter, context {r['variant']} | {_row_cells(r['val_mixed'], r['val_single'])} |")
-    for r in rows:
-        lines.append(f"| **{r['variant']}** | {_row_cells(r['val_mixed'], r['val_single'])} |")
-    atomic_write_bytes(Path(args.out) / "judge_exposure.md", ("\n".join(lines) + "\n").encode())
-    print("\n".join(lines))
+    out = Path(args.out)
+    atomic_write_bytes(out / "judge_exposure.json", (json.dumps(report, indent=1, default=float) + "\n").encode())
+    md = markdown(report)
+    atomic_write_bytes(out / "judge_exposure.md", md.encode())
+    print(md)
     return 0
 
 
